@@ -1,0 +1,3 @@
+"""Multi-task recommendation models kept fresh by an Airflow/DVC/MLflow retraining workflow."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,459 @@
+"""Typed parameters: params.yaml (the single source) plus per-invocation overrides.
+
+``load_params(overrides=["train.epochs=1"])`` reads params.yaml, applies dotted ``KEY=VALUE`` overrides
+(values parsed as YAML, like ``dvc exp run -S``) and validates the result. Every key lives in params.yaml;
+the models below only give it a type, so an override of an unknown key or of the wrong type is an error
+that names the key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from mtl.errors import ConfigError
+from mtl.paths import PARAMS_FILE, project_root
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- data ------------------------------------------------------------------------------------------
+
+
+class LabelRate(Section):
+    """Plausible range of a task's positive rate in every split (validated by the GX suites)."""
+
+    min: float = Field(ge=0.0, le=1.0)
+    max: float = Field(ge=0.0, le=1.0)
+
+
+class DatasetValidationParams(Section):
+    label_rates: dict[str, LabelRate]
+    min_rows: dict[str, int]  # per split name
+
+
+class AliccpSynthetic(Section):
+    train_rows: int = Field(gt=0)
+    test_rows: int = Field(gt=0)
+    vocab_scale: float = Field(gt=0.0, le=1.0)
+    click_rate: float = Field(gt=0.0, lt=1.0)
+    purchase_given_click_rate: float = Field(gt=0.0, lt=1.0)
+    seed: int
+
+
+class AliccpPrepare(Section):
+    max_multi_len: int = Field(ge=1)
+    min_count: int = Field(ge=1)
+    valid_fraction: float = Field(gt=0.0, lt=1.0)
+    split_seed: int
+    oracle_max_rows: int = Field(gt=0)  # synthetic: rows per split scored for the oracle AUC (bounds memory)
+
+
+class AliccpParams(Section):
+    source: Literal["paddlerec", "tianchi", "csv", "synthetic"]
+    location: str | None  # URL or local path overriding the source's default location
+    models: list[str]
+    synthetic: AliccpSynthetic
+    prepare: AliccpPrepare
+    validation: DatasetValidationParams
+
+
+class CensusSynthetic(Section):
+    train_rows: int = Field(gt=0)
+    test_rows: int = Field(gt=0)
+    income_rate: float = Field(gt=0.0, lt=1.0)  # share of income > 50k (UCI: ~6.2%)
+    never_married_rate: float = Field(gt=0.0, lt=1.0)  # share never married (UCI: ~43%, children included)
+    seed: int
+
+
+class CensusPrepare(Section):
+    min_count: int = Field(ge=1)
+    split_seed: int
+
+
+class CensusParams(Section):
+    source: Literal["uci", "paddlerec", "csv", "synthetic"]
+    location: str | None
+    models: list[str]
+    synthetic: CensusSynthetic
+    prepare: CensusPrepare
+    validation: DatasetValidationParams
+
+
+class LookalikeSynthetic(Section):
+    users: int = Field(gt=0)
+    train_campaigns: int = Field(gt=0)
+    hot_campaigns: int = Field(gt=0)
+    cold_campaigns: int = Field(gt=0)
+    hot_rows: list[int]  # [min, max] stage1 rows of a hot campaign
+    cold_rows: list[int]  # [min, max] stage1 rows of a cold campaign
+    train_rows: list[int]  # [min, max] stage1 rows of a train campaign
+    stage2_fraction: float = Field(gt=0.0)  # stage2 rows = fraction x stage1 rows
+    positive_rate: float = Field(gt=0.0, lt=1.0)
+    seed: int
+
+    @model_validator(mode="after")
+    def _row_ranges(self) -> LookalikeSynthetic:
+        for name in ("train_rows", "hot_rows", "cold_rows"):
+            bounds = getattr(self, name)
+            if len(bounds) != 2 or not 1 <= bounds[0] <= bounds[1]:
+                raise ValueError(f"{name} must be [min, max] with 1 <= min <= max, got {bounds}")
+        return self
+
+
+class LookalikePrepare(Section):
+    pass
+
+
+class LookalikeParams(Section):
+    source: Literal["paddlerec", "synthetic"]
+    location: str | None
+    models: list[str]
+    synthetic: LookalikeSynthetic
+    prepare: LookalikePrepare
+    validation: DatasetValidationParams
+
+
+class DatasetsParams(Section):
+    aliccp: AliccpParams
+    census: CensusParams
+    lookalike: LookalikeParams
+
+
+class DownloadParams(Section):
+    retries: int = Field(ge=0)
+    backoff_seconds: float = Field(ge=0.0)
+    timeout_seconds: float = Field(gt=0.0)
+
+
+class DataParams(Section):
+    row_group_rows: int = Field(gt=0)  # Parquet row group size of prepared splits
+    chunk_rows: int = Field(gt=0)  # rows per chunk when streaming raw files / validating
+
+
+class GateDataset(Section):
+    """The promotion gate of one dataset's models (see mtl.registry)."""
+
+    primary: str  # output whose test AUC is compared with the champion's
+    tolerance: float = Field(ge=0.0, le=1.0)  # largest allowed drop of the primary AUC
+    floors: dict[str, float]  # output -> minimum test AUC
+    prediction_rate_ratio: list[float]  # [min, max] of mean prediction / positive rate (calibration sanity)
+
+    @model_validator(mode="after")
+    def _check(self) -> GateDataset:
+        for output, floor in self.floors.items():
+            if not 0.0 <= floor <= 1.0:
+                raise ValueError(f"floor of {output!r} must lie in [0, 1], got {floor}")
+        low, high = self.prediction_rate_ratio
+        if not 0.0 < low <= 1.0 <= high:
+            raise ValueError("prediction_rate_ratio must be [min, max] with 0 < min <= 1 <= max")
+        return self
+
+
+class GateParams(Section):
+    aliccp: GateDataset
+    census: GateDataset
+    lookalike: GateDataset
+
+    def for_dataset(self, name: str) -> GateDataset:
+        return getattr(self, name)
+
+
+class TrackingParams(Section):
+    enabled: bool
+    uri: str | None  # null: $MLFLOW_TRACKING_URI, else sqlite:///<state>/mlflow/mlflow.db
+    registry_uri: str | None  # null: $MLFLOW_REGISTRY_URI, else the tracking URI
+    artifact_root: str | None  # null: <state>/mlflow/artifacts (for experiments this project creates)
+    experiment_prefix: str
+
+
+class OrchestrationParams(Section):
+    schedule: str | None  # cron or preset of the retraining DAGs
+    owner: str
+    retries: int = Field(ge=0)
+    retry_delay_seconds: float = Field(ge=0.0)
+    download_retries: int = Field(ge=0)
+
+
+# --- training --------------------------------------------------------------------------------------
+
+
+class EarlyStoppingParams(Section):
+    metric: Literal["auc_mean", "logloss_mean", "loss"]  # computed on train.validation_split only
+    patience: int = Field(ge=1)  # stop after this many epochs in a row without improvement
+    min_delta: float = Field(ge=0.0)  # smaller changes do not count as an improvement
+
+
+class TrainParams(Section):
+    device: str = Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    epochs: int = Field(ge=1)
+    batch_size: int = Field(ge=1)  # global batch: split across DDP ranks
+    eval_batch_size: int = Field(ge=1)
+    lr: float = Field(gt=0.0)  # AdamW, dense parameters
+    embedding_lr: float = Field(gt=0.0)  # SparseAdam (or AdamW when gradients are dense), embedding tables
+    weight_decay: float = Field(ge=0.0)  # dense weight matrices only
+    embedding_gradients: Literal["auto", "sparse", "dense"]
+    precision: Literal["auto", "fp32", "bf16", "fp16"]
+    compile: bool
+    validation_split: str
+    early_stopping: EarlyStoppingParams
+    max_in_memory_rows: int = Field(ge=1)  # larger splits stream from Parquet row groups
+    stream_chunk_rows: int = Field(ge=1)
+    resume: bool
+    progress: bool | Literal["auto"]
+    num_threads: int = Field(ge=0)  # torch intra-op threads; 0 = torch's default
+    nan_check_interval: int = Field(ge=1)  # CUDA: steps between NaN/inf loss checks (CPU: every step)
+
+
+# --- models ----------------------------------------------------------------------------------------
+
+
+class ModelParams(Section):
+    """Hyperparameters every model shares (the input layer, MLP blocks and initialisation)."""
+
+    embed_dim: int = Field(ge=1)
+    multi_pooling: Literal["mean", "sum"]
+    dropout: float = Field(ge=0.0, lt=1.0)
+    norm: Literal["none", "batch", "layer"]
+    embed_init_std: float = Field(gt=0.0)
+
+
+class SingleTaskParams(ModelParams):
+    tower_dims: list[int] = Field(min_length=1)
+
+
+class SharedBottomParams(ModelParams):
+    bottom_dims: list[int] = Field(min_length=1)
+    tower_dims: list[int]
+
+
+class EsmmParams(ModelParams):
+    tower_dims: list[int] = Field(min_length=1)
+
+
+class MmoeParams(ModelParams):
+    n_experts: int = Field(ge=1)
+    expert_dims: list[int] = Field(min_length=1)
+    tower_dims: list[int]
+
+
+class PleParams(ModelParams):
+    levels: int = Field(ge=1)  # 1 level = CGC
+    specific_experts: int = Field(ge=1)  # per task, per level
+    shared_experts: int = Field(ge=1)  # per level
+    expert_dims: list[int] = Field(min_length=1)
+    tower_dims: list[int]
+
+
+class AitmParams(ModelParams):
+    tower_dims: list[int] = Field(min_length=1)
+    calibrator_weight: float = Field(ge=0.0)
+
+
+class MetaheacParams(ModelParams):
+    n_experts: int = Field(ge=1)  # hybrid experts over the user representation
+    expert_dims: list[int] = Field(min_length=1)
+    n_critics: int = Field(ge=1)  # sigmoid heads mixed by the critic gate
+    gate_dims: list[int]  # hidden widths of each gate (on the task representation)
+
+
+class ModelsParams(Section):
+    single_task: SingleTaskParams
+    shared_bottom: SharedBottomParams
+    esmm: EsmmParams
+    mmoe: MmoeParams
+    ple: PleParams
+    aitm: AitmParams
+    metaheac: MetaheacParams
+
+
+# --- MetaHeac: meta-training, per-campaign adaptation, baselines --------------------------------------
+
+
+class MetaTrainingParams(Section):
+    epochs: int = Field(ge=1)  # one epoch = ceil(train rows / batch_size) meta-steps
+    batch_size: int = Field(ge=1)  # rows of each support batch and of each query batch
+    task_count: int = Field(ge=1)  # campaigns per meta-step
+    task_sampling: Literal["rows", "sqrt", "uniform"]  # campaign probability ∝ rows, sqrt(rows), 1
+    task_replacement: bool
+    small_campaigns: Literal["replace", "all"]  # campaigns with fewer rows than batch_size
+    inner_steps: int = Field(ge=1)
+    inner_lr: float = Field(gt=0.0)
+    second_order: bool  # False: first-order MAML (inner gradients treated as constants)
+    outer_lr: float = Field(gt=0.0)
+    checkpoint_every: int = Field(ge=1)  # meta-steps between checkpoints (and history records)
+
+
+class AdaptationParams(Section):
+    epochs: int = Field(ge=0)  # 0: score the meta-trained weights without fine-tuning
+    lr: float = Field(gt=0.0)
+    batch_size: int = Field(ge=1)
+    batched: bool | Literal["auto"]  # many campaigns at once (vmap); auto: on CUDA only
+    group_size: int = Field(ge=1)  # campaigns per batched group (memory: a weight copy each)
+    top_fraction: float = Field(gt=0.0, le=1.0)  # precision/recall at this top share of a campaign
+
+
+class BaselineParams(Section):
+    enabled: bool  # also train the same network without meta-learning and evaluate it beside MetaHeac
+    epochs: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    lr: float = Field(gt=0.0)
+
+
+class MetaheacTrainingParams(Section):
+    meta: MetaTrainingParams
+    adaptation: AdaptationParams
+    baselines: BaselineParams
+
+
+class Params(Section):
+    seed: int
+    data: DataParams
+    download: DownloadParams
+    datasets: DatasetsParams
+    gate: GateParams
+    tracking: TrackingParams
+    orchestration: OrchestrationParams
+    train: TrainParams
+    models: ModelsParams
+    metaheac: MetaheacTrainingParams
+
+    @model_validator(mode="after")
+    def _label_rate_ranges(self) -> Params:
+        for name in ("aliccp", "census", "lookalike"):
+            for task, rate in getattr(self.datasets, name).validation.label_rates.items():
+                if rate.min > rate.max:
+                    raise ValueError(f"datasets.{name}.validation.label_rates.{task}: min > max")
+        return self
+
+    def dataset(self, name: str) -> AliccpParams | CensusParams | LookalikeParams:
+        try:
+            return getattr(self.datasets, name)
+        except AttributeError:
+            raise ConfigError(
+                f"unknown dataset {name!r}; expected one of {sorted(DatasetsParams.model_fields)}"
+            ) from None
+
+    def model(self, name: str) -> ModelParams:
+        """The hyperparameters of model ``name`` (``models.<name>``)."""
+        section = getattr(self.models, name, None)
+        if not isinstance(section, ModelParams):
+            raise ConfigError(f"unknown model {name!r}; expected one of {sorted(ModelsParams.model_fields)}")
+        return section
+
+    def flat(self) -> dict[str, Any]:
+        """Every parameter as ``dotted.key: value`` (for MLflow params and run summaries)."""
+        return flatten(self.model_dump(mode="json"))
+
+
+# --- loading and overrides -------------------------------------------------------------------------
+
+
+def default_params_path() -> Path:
+    env = os.environ.get("MTL_PARAMS")
+    return Path(env) if env else project_root() / PARAMS_FILE
+
+
+def read_params_file(path: Path | None = None) -> dict[str, Any]:
+    path = Path(path) if path else default_params_path()
+    if not path.is_file():
+        raise ConfigError(
+            f"parameters file {path} not found; run from the project root or pass --params / set MTL_PARAMS"
+        )
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of parameter sections, got {type(data).__name__}")
+    return data
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``'train.epochs=2'`` -> ``('train.epochs', 2)``; the value is parsed as YAML."""
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"override {text!r} must look like KEY=VALUE, e.g. train.epochs=2")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        parsed = value
+    return key, parsed
+
+
+def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Return a copy of ``data`` with dotted keys replaced; every key must already exist."""
+    result = _deep_copy(data)
+    for dotted, value in overrides.items():
+        node: Any = result
+        parts = dotted.split(".")
+        for depth, part in enumerate(parts):
+            if not isinstance(node, dict) or part not in node:
+                where = ".".join(parts[:depth]) or "the top level"
+                choices = sorted(node) if isinstance(node, dict) else []
+                hint = difflib.get_close_matches(part, choices, n=1)
+                suggestion = f" (did you mean {'.'.join([*parts[:depth], hint[0]])!r}?)" if hint else ""
+                raise ConfigError(
+                    f"unknown parameter {dotted!r}: {where} has no key {part!r}{suggestion}; "
+                    f"known keys there: {', '.join(choices) or 'none'}"
+                )
+            if depth == len(parts) - 1:
+                node[part] = value
+            else:
+                node = node[part]
+    return result
+
+
+def load_params(
+    overrides: Iterable[str] | Mapping[str, Any] | None = None, path: Path | None = None
+) -> Params:
+    """params.yaml + overrides (``["k=v", ...]`` or ``{"k": v}``), validated."""
+    data = read_params_file(path)
+    if overrides:
+        pairs = (
+            dict(overrides.items())
+            if isinstance(overrides, Mapping)
+            else dict(map(parse_override, overrides))
+        )
+        data = apply_overrides(data, pairs)
+    try:
+        return Params.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'params'}: {err['msg']}"
+            + (
+                f" (got {err['input']!r})"
+                if err["type"] != "missing" and not isinstance(err["input"], dict)
+                else ""
+            )
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid parameters: {problems}") from None
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(flatten(value, f"{dotted}."))
+        else:
+            out[dotted] = value
+    return out
+
+
+def _deep_copy(tree: Any) -> Any:
+    if isinstance(tree, dict):
+        return {k: _deep_copy(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_deep_copy(v) for v in tree]
+    return tree
