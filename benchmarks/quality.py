@@ -1,0 +1,171 @@
+"""Test AUC of every model next to the oracle and a logistic-regression baseline on the same features.
+
+    python benchmarks/quality.py --data-dir data                 # prepared aliccp and census
+    python benchmarks/quality.py --prepared-root DIR             # DIR/aliccp, DIR/census (any present)
+    python benchmarks/quality.py --data-dir data --set train.epochs=3 --datasets census
+
+* models: ``datasets.<dataset>.models`` from params.yaml, trained with the defaults (plus ``--set``),
+  selected on the validation split, scored on test (``pipeline.train`` + ``pipeline.evaluate``).
+* oracle: the AUC of the generator's true probabilities on test (``evaluation.oracle_aucs`` reads
+  what the synthetic generators write into the metadata); "n/a" for real data.
+* logistic regression: scikit-learn, one-hot ids (multi-valued fields: 1/length per id) plus the dense
+  values; C chosen on the validation split. On a funnel it fits CTR and CTCVR over all rows and scores
+  CVR as CTCVR / CTR on clicked rows: the construction our entire-space models use.
+
+Figures go to stdout and ``benchmarks/results/quality.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.linear_model import LogisticRegression
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from mtl import paths, pipeline  # noqa: E402
+from mtl.config import load_params  # noqa: E402
+from mtl.datasets.prepared import DatasetMetadata, SplitArrays, load_metadata, read_split  # noqa: E402
+from mtl.evaluation import JOINT_OUTPUT, evaluate_predictions, oracle_aucs  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results" / "quality.json"
+C_GRID = (0.03, 0.3, 3.0)
+
+
+def one_hot(arrays: SplitArrays, metadata: DatasetMetadata) -> sp.csr_matrix:
+    """Ids one-hot (each field its own column range), multi-valued ids weighted 1/length, dense as is."""
+    n = len(arrays)
+    rows, cols, vals = [], [], []
+    offset = 0
+    for j, field in enumerate(metadata.features.sparse):
+        rows.append(np.arange(n))
+        cols.append(offset + arrays.sparse[:, j])
+        vals.append(np.ones(n))
+        offset += field.vocab_size
+    for j, field in enumerate(metadata.features.multi):
+        lengths = arrays.multi_lengths[:, j]
+        valid = np.arange(field.max_len)[None, :] < lengths[:, None]
+        r, slot = np.nonzero(valid)
+        rows.append(r)
+        cols.append(offset + arrays.multi[j][r, slot])
+        vals.append(1.0 / lengths[r])
+        offset += field.vocab_size
+    for j in range(arrays.dense.shape[1]):
+        rows.append(np.arange(n))
+        cols.append(np.full(n, offset + j))
+        vals.append(arrays.dense[:, j].astype(np.float64))
+    width = offset + arrays.dense.shape[1]
+    return sp.csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, width)
+    )
+
+
+def fit_logistic(
+    x: sp.csr_matrix, y: np.ndarray, x_valid: sp.csr_matrix, y_valid: np.ndarray
+) -> LogisticRegression:
+    """The C of ``C_GRID`` with the best validation logloss."""
+    best, best_loss = None, np.inf
+    for c in C_GRID:
+        model = LogisticRegression(C=c, max_iter=300).fit(x, y)
+        p = np.clip(model.predict_proba(x_valid)[:, 1], 1e-7, 1 - 1e-7)
+        loss = -np.mean(y_valid * np.log(p) + (1 - y_valid) * np.log(1 - p))
+        if loss < best_loss:
+            best, best_loss = model, loss
+    return best
+
+
+def logistic_baseline(prepared: Path, metadata: DatasetMetadata) -> dict[str, float | None]:
+    splits = {s: read_split(prepared, s, metadata) for s in ("train", "valid", "test")}
+    features = {s: one_hot(a, metadata) for s, a in splits.items()}
+    tasks = metadata.tasks
+    probabilities = {}
+    for i, task in enumerate(tasks):
+        if metadata.funnel and task == metadata.funnel[1]:
+            continue
+        model = fit_logistic(
+            features["train"], splits["train"].labels[:, i], features["valid"], splits["valid"].labels[:, i]
+        )
+        probabilities[task] = model.predict_proba(features["test"])[:, 1]
+    if metadata.funnel:
+        earlier, later = metadata.funnel
+        joint = {
+            s: a.labels[:, tasks.index(earlier)] * a.labels[:, tasks.index(later)] for s, a in splits.items()
+        }
+        model = fit_logistic(features["train"], joint["train"], features["valid"], joint["valid"])
+        probabilities[JOINT_OUTPUT] = model.predict_proba(features["test"])[:, 1]
+        probabilities[later] = np.clip(
+            probabilities[JOINT_OUTPUT] / np.maximum(probabilities[earlier], 1e-12), 0, 1
+        )
+    result = evaluate_predictions(tasks, metadata.funnel, splits["test"].labels, probabilities)
+    return {output: m["auc"] for output, m in result["outputs"].items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", type=Path, default=Path("data"))
+    parser.add_argument("--prepared-root", type=Path, help="directory holding prepared <dataset>/ folders")
+    parser.add_argument("--datasets", nargs="+", default=["aliccp", "census"])
+    parser.add_argument("--models", nargs="*", help="default: datasets.<dataset>.models")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args()
+    params = load_params(["train.progress=false", *args.overrides])
+    data_dir = args.data_dir
+    if args.prepared_root:
+        data_dir = Path(tempfile.mkdtemp(prefix="mtl-quality-"))
+        (data_dir / "prepared").mkdir()
+        for dataset in args.datasets:
+            if (args.prepared_root / dataset).is_dir():
+                (data_dir / "prepared" / dataset).symlink_to(args.prepared_root.resolve() / dataset)
+    report = {}
+    for dataset in args.datasets:
+        prepared = paths.prepared_dir(data_dir, dataset)
+        if not (prepared / "metadata.json").is_file():
+            print(f"{dataset}: not prepared under {data_dir}, skipped")
+            continue
+        metadata = load_metadata(prepared)
+        oracle = oracle_aucs(metadata.extra, "test", metadata.tasks, metadata.funnel)
+        started = time.perf_counter()
+        rows = {"oracle": oracle, "logistic_regression": logistic_baseline(prepared, metadata)}
+        print(f"{dataset}: logistic regression in {time.perf_counter() - started:.0f} s", flush=True)
+        for model in args.models or params.dataset(dataset).models:
+            started = time.perf_counter()
+            trained = pipeline.train(dataset, model, data_dir=data_dir, params=params)
+            tested = pipeline.evaluate(dataset, model, data_dir=data_dir, params=params)
+            rows[model] = {k: v["auc"] for k, v in tested["metrics"]["outputs"].items()}
+            rows[model]["epochs"] = trained["training"]["epochs_run"]
+            print(f"{dataset}/{model}: {rows[model]} in {time.perf_counter() - started:.0f} s", flush=True)
+        report[dataset] = {"train_rows": metadata.splits["train"].rows, "test_auc": rows}
+        print_table(dataset, metadata, rows)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=2))
+    print(f"\ndetails in {RESULTS}")
+
+
+def print_table(dataset: str, metadata: DatasetMetadata, rows: dict[str, dict]) -> None:
+    outputs = [o for o in rows["logistic_regression"]]
+    print(f"\n{dataset} ({metadata.splits['train'].rows:,} training rows): test AUC")
+    print(f"{'':<20}" + "".join(f"{o:>10}" for o in outputs) + f"{'vs LR':>9}{'vs oracle':>11}")
+    for name, aucs in rows.items():
+        cells = "".join(f"{aucs[o]:>10.4f}" if aucs.get(o) is not None else f"{'n/a':>10}" for o in outputs)
+        gaps = ""
+        if name not in ("oracle", "logistic_regression"):
+            for reference in ("logistic_regression", "oracle"):
+                pairs = [
+                    (aucs[o], rows[reference][o]) for o in outputs if aucs.get(o) and rows[reference].get(o)
+                ]
+                gap = np.mean([a - b for a, b in pairs]) if pairs else None
+                width = 9 if reference == "logistic_regression" else 11
+                gaps += f"{gap:>+{width}.4f}" if gap is not None else f"{'n/a':>{width}}"
+        print(f"{name:<20}{cells}{gaps}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+"""Building blocks every model shares: the input layer, MLPs, expert groups, towers and initialisation.
+
+Shapes use ``n`` = rows, ``S`` = single-valued sparse fields, ``M`` = multi-valued fields, ``K`` = the sum
+of their ``max_len`` slots, ``D`` = dense fields, ``d`` = embedding size, ``E`` = experts.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mtl.datasets.prepared import FeatureSchema
+
+Norm = Literal["none", "batch", "layer"]
+
+
+class FeatureBatch(NamedTuple):
+    """Model input: the feature columns of a batch as contiguous tensors."""
+
+    sparse: Tensor  # (n, S) int32 ids
+    multi: Tensor  # (n, K) int32 ids, every multi-valued field's max_len slots side by side
+    multi_lengths: Tensor  # (n, M) int32 true lengths
+    dense: Tensor  # (n, D) float32
+
+
+class FeatureInput(nn.Module):
+    """Embeds every field of a schema into one flat vector: [sparse, pooled multi-valued, dense].
+
+    All fields share one embedding table (each field owns a row range, so a step's gradient is one sparse
+    tensor). A multi-valued field is pooled over its true length only: slots past the length carry
+    padding and get weight 0, so padding ids never change the output.
+    """
+
+    def __init__(self, features: FeatureSchema, embed_dim: int, pooling: Literal["mean", "sum"]):
+        super().__init__()
+        vocab = [f.vocab_size for f in features.sparse] + [f.vocab_size for f in features.multi]
+        starts = [0, *torch.tensor(vocab, dtype=torch.int64).cumsum(0).tolist()][: len(vocab)]
+        n_sparse = len(features.sparse)
+        lengths = [f.max_len for f in features.multi]
+        self.n_sparse, self.n_multi, self.n_dense = n_sparse, len(lengths), len(features.dense)
+        self.embed_dim = embed_dim
+        self.pooling = pooling
+        self.embedding = nn.Embedding(max(sum(vocab), 1), embed_dim, sparse=True)
+        field_of_slot = torch.repeat_interleave(
+            torch.arange(len(lengths)), torch.tensor(lengths, dtype=torch.int64)
+        )
+        slot = torch.cat([torch.arange(k) for k in lengths]) if lengths else torch.zeros(0, dtype=torch.int64)
+        self.register_buffer("sparse_offsets", torch.tensor(starts[:n_sparse], dtype=torch.int32), False)
+        self.register_buffer(
+            "multi_offsets", torch.tensor(starts[n_sparse:], dtype=torch.int32)[field_of_slot], False
+        )
+        self.register_buffer("field_of_slot", field_of_slot, False)
+        self.register_buffer("slot", slot.to(torch.int32), False)
+        self.multi_lengths = lengths
+        self.output_dim = (n_sparse + self.n_multi) * embed_dim + self.n_dense
+
+    def global_ids(self, x: FeatureBatch) -> Tensor:
+        """Every field's ids shifted into its row range of the shared table: ``(n, S + K)``."""
+        return torch.cat([x.sparse + self.sparse_offsets, x.multi + self.multi_offsets], dim=1)
+
+    def forward(self, x: FeatureBatch, ids: Tensor | None = None) -> Tensor:
+        """``ids`` replaces ``global_ids(x)``: rows of a compact table swapped in for ``embedding.weight``."""
+        n = x.dense.shape[0]
+        emb = _lookup(self.embedding, self.global_ids(x) if ids is None else ids)  # (n, S + K, d)
+        parts = [emb[:, : self.n_sparse].reshape(n, -1)]
+        if self.n_multi:
+            lengths = x.multi_lengths.index_select(1, self.field_of_slot)  # (n, K)
+            weight = (self.slot < lengths).to(emb.dtype)
+            if self.pooling == "mean":
+                weight = weight / lengths.clamp(min=1).to(emb.dtype)
+            slots = emb[:, self.n_sparse :] * weight.unsqueeze(-1)  # (n, K, d)
+            # one sum per field over its slots: 2-4x faster (forward + backward) than a matmul of the
+            # transposed (n, d, K) slots with a (K, M) 0/1 matrix, which runs as n small products
+            pooled = torch.stack([part.sum(1) for part in slots.split(self.multi_lengths, dim=1)], dim=1)
+            parts.append(pooled.reshape(n, -1))  # (n, M * d)
+        parts.append(x.dense.to(emb.dtype))
+        return torch.cat(parts, dim=1)
+
+
+@torch.compiler.disable
+def _lookup(embedding: nn.Embedding, ids: Tensor) -> Tensor:
+    """Eager even under ``torch.compile``: Inductor cannot produce sparse gradients."""
+    return embedding(ids)
+
+
+def _norm(kind: Norm, width: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm1d(width)
+    if kind == "layer":
+        return nn.LayerNorm(width)
+    return nn.Identity()
+
+
+class MLP(nn.Sequential):
+    """Linear -> norm -> ReLU -> dropout for every width in ``dims``; ``dims=[]`` is the identity."""
+
+    def __init__(self, in_dim: int, dims: list[int], dropout: float, norm: Norm):
+        layers: list[nn.Module] = []
+        for width in dims:
+            layers += [nn.Linear(in_dim, width), _norm(norm, width), nn.ReLU()]
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            in_dim = width
+        super().__init__(*layers)
+        self.output_dim = in_dim
+
+
+class Tower(nn.Module):
+    """An MLP ending in one logit per row."""
+
+    def __init__(self, in_dim: int, dims: list[int], dropout: float, norm: Norm):
+        super().__init__()
+        self.mlp = MLP(in_dim, dims, dropout, norm)
+        self.head = nn.Linear(self.mlp.output_dim, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.mlp(x)).squeeze(-1)  # (n,)
+
+
+class ExpertGroup(nn.Module):
+    """``E`` independent MLP experts evaluated together with batched matmuls instead of a Python loop.
+
+    Weights are stacked as ``(E, in, out)``; expert ``e`` is slice ``[e]`` of every parameter. The input
+    is either shared, ``(n, in)``, or one per expert, ``(n, E, in)``; the output is ``(n, E, out)``.
+    """
+
+    def __init__(self, in_dim: int, n_experts: int, dims: list[int], dropout: float, norm: Norm):
+        super().__init__()
+        self.n_experts = n_experts
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        self.norms = nn.ModuleList()
+        for width in dims:
+            self.weights.append(nn.Parameter(torch.empty(n_experts, in_dim, width)))
+            self.biases.append(nn.Parameter(torch.zeros(n_experts, width)))
+            # batch norm over the flattened (E * width) units normalises each unit of each expert alone
+            self.norms.append(_norm(norm, n_experts * width) if norm == "batch" else _norm(norm, width))
+            in_dim = width
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.output_dim = in_dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        for layer, (weight, bias, norm) in enumerate(zip(self.weights, self.biases, self.norms)):
+            if layer == 0 and x.dim() == 2:  # shared input: all experts in one (n, in) x (in, E*out) matmul
+                h = (x @ weight.transpose(0, 1).reshape(weight.shape[1], -1)).view(
+                    x.shape[0], self.n_experts, -1
+                )
+            else:  # one input per expert: a batched matmul over experts
+                h = torch.bmm(x.transpose(0, 1), weight).transpose(0, 1)
+            h = h + bias
+            if isinstance(norm, nn.BatchNorm1d):
+                h = norm(h.reshape(h.shape[0], -1)).reshape(h.shape)
+            else:
+                h = norm(h)
+            x = self.dropout(F.relu(h))
+        return x
+
+
+def mix_experts(experts: Tensor, gate_logits: Tensor) -> Tensor:
+    """Softmax-gated sum of experts: ``(n, E, d)`` x ``(n, E)`` -> ``(n, d)``."""
+    weights = gate_logits.softmax(dim=-1).to(experts.dtype)
+    return torch.bmm(weights.unsqueeze(1), experts).squeeze(1)
+
+
+def initialise(module: nn.Module, embed_init_std: float) -> None:
+    """The one place weights are initialised: random, so no two units or experts start out equal.
+
+    Linear and expert weights: Xavier-uniform (each expert on its own ``(in, out)`` slice); biases: 0;
+    embeddings: N(0, ``embed_init_std``); norm layers: identity (scale 1, shift 0).
+    """
+    for sub in module.modules():
+        if isinstance(sub, nn.Linear):
+            nn.init.xavier_uniform_(sub.weight)
+            if sub.bias is not None:
+                nn.init.zeros_(sub.bias)
+        elif isinstance(sub, nn.Embedding):
+            nn.init.normal_(sub.weight, mean=0.0, std=embed_init_std)
+        elif isinstance(sub, ExpertGroup):
+            for weight, bias in zip(sub.weights, sub.biases):
+                bound = math.sqrt(6.0 / (weight.shape[1] + weight.shape[2]))
+                nn.init.uniform_(weight, -bound, bound)
+                nn.init.zeros_(bias)
+        elif isinstance(sub, (nn.BatchNorm1d, nn.LayerNorm)):
+            sub.reset_parameters()
+
+
+def log1mexp(log_p: Tensor) -> Tensor:
+    """``log(1 - exp(log_p))`` for ``log_p < 0``, accurate near both ends (Maechler 2012)."""
+    log_p = log_p.clamp(max=-1e-7)  # p == 1 in float32 would give log(0)
+    near_zero = log_p > -math.log(2.0)
+    # each branch sees only inputs where it is finite, so masked-out branches cannot poison gradients
+    safe_near = torch.where(near_zero, log_p, torch.full_like(log_p, -1.0))
+    safe_far = torch.where(near_zero, torch.full_like(log_p, -1.0), log_p)
+    return torch.where(near_zero, torch.log(-torch.expm1(safe_near)), torch.log1p(-torch.exp(safe_far)))
+
+
+def bce_with_log_prob(log_p: Tensor, target: Tensor) -> Tensor:
+    """Per-row binary cross-entropy of a probability given as its log (for products of probabilities)."""
+    return -(target * log_p + (1.0 - target) * log1mexp(log_p))
+
+
+def bce_with_logits(logits: Tensor, target: Tensor) -> Tensor:
+    """Per-row binary cross-entropy of logits, in float32 whatever the autocast dtype."""
+    return F.binary_cross_entropy_with_logits(logits.float(), target, reduction="none")

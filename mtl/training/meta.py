@@ -1,0 +1,290 @@
+"""MetaHeac meta-training: MAML over campaigns on the train split, with checkpoints and exact resume.
+
+One meta-step (official ``run.py::train_stage`` + ``metamodel.py::global_update``):
+
+1. draw ``task_count`` campaigns (probability ∝ rows, √rows or uniform; without replacement by
+   default, as the official code) and, for each, a support and a query batch of ``batch_size`` rows
+   drawn independently from its rows (they may overlap). A campaign with fewer rows than a batch is
+   sampled with replacement (``small_campaigns: replace``) or used whole (``all``); the official code
+   fails there;
+2. inner loop, per campaign: from the current weights, ``inner_steps`` SGD steps of ``inner_lr`` on the
+   support loss, every parameter (embeddings included) as a fast weight. ``second_order`` keeps the
+   graph of those steps (``create_graph``, as the official code), otherwise the inner gradients are
+   constants (first-order MAML, as PaddleRec in effect does);
+3. outer loop: Adam (``outer_lr``, no weight decay) on the mean over campaigns of the query loss under
+   the fast weights.
+
+Fast weights run through ``torch.func.functional_call``; each campaign's embedding fast weights are
+only the rows its two batches use (``campaigns.compact_weights``), which is exact and keeps a step
+O(batch), not O(vocabulary). An epoch is ``ceil(train rows / batch_size)`` meta-steps.
+
+Determinism: meta-step ``s`` of epoch ``e`` draws from its own generator seeded by (seed, e, s), so a run
+resumed from ``checkpoints/last.pt`` (written every ``checkpoint_every`` meta-steps and at each epoch
+end) ends with the same weights as an uninterrupted one. ``probe`` scores a fixed set of meta-batches
+(query loss after the inner loop, no update) before and after training.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.func import functional_call
+from tqdm import tqdm
+
+from mtl.config import MetaTrainingParams
+from mtl.errors import ConfigError
+from mtl.models.metaheac import MetaHeac
+from mtl.training.campaigns import Batch, CampaignSplit, compact_ids, compact_weights, concat_batches
+from mtl.training.checkpoint import load_checkpoint, save_checkpoint
+from mtl.training.guards import ensure_finite
+from mtl.training.seeding import capture_rng_state, derive_seed, restore_rng_state
+
+log = logging.getLogger(__name__)
+CHECKPOINT_FORMAT = 1
+META_STREAM, PROBE_STREAM = 1, 2  # keys that keep the random streams of meta-steps and probe apart
+PROBE_META_STEPS = 4
+EpochCallback = Callable[[int, dict[str, float]], None]
+
+
+def batch_loss(model: MetaHeac, weights: dict[str, Tensor], batch: Batch, ids: Tensor | None) -> Tensor:
+    """Mean BCE of ``batch`` under ``weights`` (``ids``: the batch's rows of a compact table)."""
+    logits = functional_call(model, weights, (batch.features,), {"ids": ids})
+    terms = model.loss_terms(logits, batch.labels)
+    return torch.stack([term.mean() for term in terms.values()]).sum()
+
+
+def adapted_query_loss(
+    model: MetaHeac,
+    weights: dict[str, Tensor],
+    support: Batch,
+    query: Batch,
+    settings: MetaTrainingParams,
+    *,
+    create_graph: bool,
+) -> tuple[Tensor, Tensor]:
+    """(support loss before adapting, query loss after ``inner_steps`` SGD steps on the support batch)."""
+    rows, local = compact_ids(model, concat_batches([support, query]).features)
+    support_ids, query_ids = local[: len(support.labels)], local[len(support.labels) :]
+    fast = compact_weights(weights, rows)
+    first_support_loss = None
+    for _ in range(settings.inner_steps):
+        support_loss = batch_loss(model, fast, support, support_ids)
+        if first_support_loss is None:
+            first_support_loss = support_loss.detach()
+        grads = torch.autograd.grad(support_loss, list(fast.values()), create_graph=create_graph)
+        fast = {name: w - settings.inner_lr * g for (name, w), g in zip(fast.items(), grads)}
+    return first_support_loss, batch_loss(model, fast, query, query_ids)
+
+
+class TaskSampler:
+    """Draws a meta-batch: campaigns, then a support and a query batch of each."""
+
+    def __init__(self, train: CampaignSplit, settings: MetaTrainingParams):
+        self.train, self.settings = train, settings
+        counts = train.counts.astype(np.float64)
+        weight = {"rows": counts, "sqrt": np.sqrt(counts), "uniform": np.ones_like(counts)}
+        self.probability = weight[settings.task_sampling] / weight[settings.task_sampling].sum()
+        if not settings.task_replacement and settings.task_count > len(counts):
+            raise ConfigError(
+                f"metaheac.meta.task_count={settings.task_count} campaigns per meta-step without "
+                f"replacement, but split {train.name!r} has only {len(counts)} campaigns; lower "
+                "task_count or set metaheac.meta.task_replacement=true"
+            )
+
+    def campaigns(self, rng: np.random.Generator) -> np.ndarray:
+        """Positions (into ``train.campaigns``) of the meta-batch's campaigns."""
+        return rng.choice(
+            len(self.probability),
+            size=self.settings.task_count,
+            replace=self.settings.task_replacement,
+            p=self.probability,
+        )
+
+    def sample(self, rng: np.random.Generator) -> list[tuple[Batch, Batch]]:
+        """(support, query) of every campaign of one meta-batch."""
+        return [(self.batch(c, rng), self.batch(c, rng)) for c in self.campaigns(rng)]
+
+    def batch(self, campaign: int, rng: np.random.Generator) -> Batch:
+        """``batch_size`` rows of campaign number ``campaign`` (all its rows, if smaller and ``all``)."""
+        count, size = int(self.train.counts[campaign]), self.settings.batch_size
+        if count >= size:
+            picks = rng.choice(count, size=size, replace=False)
+        elif self.settings.small_campaigns == "replace":
+            picks = rng.choice(count, size=size, replace=True)
+        else:
+            picks = rng.permutation(count)
+        index = torch.from_numpy(self.train.starts[campaign] + picks).to(self.train.data.row_id.device)
+        return self.train.data.take(index)
+
+
+@dataclass
+class MetaResult:
+    meta_steps: int
+    epochs: int
+    steps_per_s: float  # meta-steps / seconds spent in them (probe and checkpoints excluded), all sessions
+    train_seconds: float
+    wall_seconds: float
+    probe_query_loss_before: float
+    probe_query_loss_after: float
+    resumed_from_step: int | None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class MetaTrainer:
+    def __init__(
+        self,
+        model: MetaHeac,
+        settings: MetaTrainingParams,
+        *,
+        seed: int,
+        checkpoint_path: Path | None,
+        fingerprint: dict[str, Any],
+        resume: bool = True,
+        progress: bool | str = "auto",
+        on_epoch_end: EpochCallback | None = None,
+    ):
+        self.model, self.settings, self.seed = model, settings, seed
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=settings.outer_lr, weight_decay=0.0)
+        self.checkpoint_path, self.fingerprint, self.resume = checkpoint_path, fingerprint, resume
+        self.progress, self.on_epoch_end = progress, on_epoch_end
+
+    def probe(self, sampler: TaskSampler) -> float:
+        """Mean query loss after the inner loop over a fixed set of meta-batches (no weight change)."""
+        weights = dict(self.model.named_parameters())
+        losses = []
+        for index in range(PROBE_META_STEPS):
+            rng = np.random.default_rng(derive_seed(self.seed, PROBE_STREAM, index))
+            for support, query in sampler.sample(rng):
+                _, loss = adapted_query_loss(
+                    self.model, weights, support, query, self.settings, create_graph=False
+                )
+                losses.append(loss.item())
+        return float(np.mean(losses))
+
+    def step(self, tasks: list[tuple[Batch, Batch]], epoch: int, step: int) -> tuple[float, float]:
+        """One meta-step; returns (mean support loss before adapting, mean query loss)."""
+        weights = dict(self.model.named_parameters())
+        support_losses, query_losses = [], []
+        for support, query in tasks:
+            support_loss, query_loss = adapted_query_loss(
+                self.model, weights, support, query, self.settings, create_graph=self.settings.second_order
+            )
+            support_losses.append(support_loss)
+            query_losses.append(query_loss)
+        loss = torch.stack(query_losses).mean()
+        ensure_finite(loss, model=self.model.name, epoch=epoch, step=step)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return torch.stack(support_losses).mean().item(), loss.item()
+
+    def fit(self, train: CampaignSplit) -> MetaResult:
+        started = time.perf_counter()
+        self.model.train()
+        sampler = TaskSampler(train, self.settings)
+        per_epoch = math.ceil(train.rows / self.settings.batch_size)
+        total = per_epoch * self.settings.epochs
+        saved = self._load()
+        done, history = (saved["step"], list(saved["history"])) if saved else (0, [])
+        probe_before = saved["probe_before"] if saved else self.probe(sampler)
+        sums, count, seconds = np.zeros(2), 0, 0.0
+        bar = tqdm(
+            total=total,
+            initial=done,
+            unit="meta-step",
+            desc="metaheac",
+            disable=progress_disabled(self.progress),
+            leave=False,
+        )
+        for index in range(done, total):
+            epoch, step = index // per_epoch + 1, index % per_epoch + 1
+            tick = time.perf_counter()
+            tasks = sampler.sample(np.random.default_rng(derive_seed(self.seed, META_STREAM, epoch, step)))
+            sums += self.step(tasks, epoch, step)
+            seconds += time.perf_counter() - tick
+            count += 1
+            bar.update(1)
+            if (index + 1) % self.settings.checkpoint_every and step != per_epoch:
+                continue
+            record = {
+                "epoch": epoch,
+                "step": index + 1,
+                "support_loss": float(sums[0] / count),  # plain floats: checkpoints load weights-only
+                "query_loss": float(sums[1] / count),
+                "steps_per_s": count / seconds,
+                "seconds": seconds,
+            }
+            history.append(record)
+            self._save(index + 1, history, probe_before)
+            if self.on_epoch_end and step == per_epoch:
+                self.on_epoch_end(epoch, {k: float(v) for k, v in record.items()})
+            sums, count, seconds = np.zeros(2), 0, 0.0
+        bar.close()
+        train_seconds = sum(r["seconds"] for r in history)
+        return MetaResult(
+            meta_steps=total,
+            epochs=self.settings.epochs,
+            steps_per_s=total / train_seconds if train_seconds > 0 else float("nan"),
+            train_seconds=train_seconds,
+            wall_seconds=time.perf_counter() - started,
+            probe_query_loss_before=probe_before,
+            probe_query_loss_after=self.probe(sampler),
+            resumed_from_step=done or None,
+            history=history,
+        )
+
+    def _save(self, step: int, history: list[dict[str, Any]], probe_before: float) -> None:
+        if self.checkpoint_path is None:
+            return
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "fingerprint": self.fingerprint,
+            "step": step,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": capture_rng_state(),
+            "history": history,
+            "probe_before": probe_before,
+        }
+        save_checkpoint(self.checkpoint_path, state)
+
+    def _load(self) -> dict[str, Any] | None:
+        saved = load_resumable(self.checkpoint_path, self.fingerprint, self.resume, CHECKPOINT_FORMAT)
+        if saved:
+            self.model.load_state_dict(saved["model"])
+            self.optimizer.load_state_dict(saved["optimizer"])
+            restore_rng_state(saved["rng"])
+            log.info("resuming metaheac meta-training after meta-step %d", saved["step"])
+        return saved
+
+
+def progress_disabled(setting: bool | str) -> bool | None:
+    """tqdm's ``disable`` for ``train.progress``: None (a bar on a TTY only) for ``auto``."""
+    return None if setting == "auto" else not setting
+
+
+def load_resumable(
+    path: Path | None, fingerprint: dict[str, Any], resume: bool, version: int
+) -> dict[str, Any] | None:
+    """The checkpoint at ``path`` if resuming is on and it belongs to this run (same fingerprint)."""
+    if path is None or not path.is_file():
+        return None
+    if not resume:
+        log.info("train.resume is false: ignoring %s and starting afresh", path)
+        return None
+    saved = load_checkpoint(path)
+    if saved.get("format") != version or saved.get("fingerprint") != fingerprint:
+        theirs = saved.get("fingerprint") or {}
+        differing = sorted(k for k in {*fingerprint, *theirs} if fingerprint.get(k) != theirs.get(k))
+        log.warning("%s belongs to another run (differs in %s); starting afresh", path, ", ".join(differing))
+        return None
+    return saved

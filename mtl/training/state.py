@@ -1,0 +1,130 @@
+"""Run state that survives a restart: early stopping with best weights, and the resumable checkpoint.
+
+A checkpoint holds the model, optimisers, grad scaler, every RNG state, the epoch, the early-stopping
+state (best epoch, metric, weights, misses), the history and a *fingerprint* of the run; it is resumed
+only by a run with the same fingerprint. Reusable by any epoch-based trainer (e.g. MetaHeac's).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from mtl.training.checkpoint import load_checkpoint, save_checkpoint
+from mtl.training.seeding import capture_rng_state, restore_rng_state
+
+log = logging.getLogger(__name__)
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass
+class RunState:
+    """Everything that changes from epoch to epoch."""
+
+    epoch: int = 0
+    best_epoch: int = 0
+    best_metric: float | None = None
+    best_valid: dict[str, Any] = field(default_factory=dict)
+    best_weights: dict[str, torch.Tensor] | None = None
+    bad_epochs: int = 0
+    finished: bool = False
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def observe(
+        self,
+        epoch: int,
+        value: float,
+        valid: dict[str, Any],
+        model: nn.Module,
+        *,
+        higher_is_better: bool,
+        min_delta: float,
+        patience: int,
+    ) -> None:
+        """Record an epoch's validation value: keep a CPU copy of the weights if it improved by more than
+        ``min_delta``; finish after ``patience`` epochs in a row without improvement."""
+        if self.best_metric is None:
+            gain = None
+        else:
+            gain = value - self.best_metric if higher_is_better else self.best_metric - value
+        if gain is None or gain > min_delta:
+            self.best_epoch, self.best_metric, self.best_valid = epoch, value, valid
+            self.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            self.bad_epochs = 0
+        else:
+            self.bad_epochs += 1
+            self.finished = self.bad_epochs >= patience
+
+
+def save_run(
+    path: Path,
+    state: RunState,
+    *,
+    fingerprint: dict[str, Any],
+    model: nn.Module,
+    optimizers: Sequence[torch.optim.Optimizer],
+    scaler: torch.amp.GradScaler,
+) -> None:
+    """Write the resumable checkpoint atomically."""
+    save_checkpoint(
+        path,
+        {
+            "format": CHECKPOINT_FORMAT,
+            "fingerprint": fingerprint,
+            "epoch": state.epoch,
+            "finished": state.finished,
+            "model": model.state_dict(),
+            "optimizers": [o.state_dict() for o in optimizers],
+            "scaler": scaler.state_dict(),
+            "rng": capture_rng_state(),
+            "best": {
+                "epoch": state.best_epoch,
+                "metric": state.best_metric,
+                "valid": state.best_valid,
+                "weights": state.best_weights,
+            },
+            "bad_epochs": state.bad_epochs,
+            "history": state.history,
+        },
+    )
+
+
+def load_run(
+    path: Path,
+    *,
+    fingerprint: dict[str, Any],
+    model: nn.Module,
+    optimizers: Sequence[torch.optim.Optimizer],
+    scaler: torch.amp.GradScaler,
+) -> RunState | None:
+    """Restore model, optimisers, scaler and RNGs from ``path``; None if absent or of another run."""
+    if not Path(path).is_file():
+        return None
+    saved = load_checkpoint(path)
+    theirs = saved.get("fingerprint", {})
+    if saved.get("format") != CHECKPOINT_FORMAT or theirs != fingerprint:
+        differing = sorted(k for k in {*fingerprint, *theirs} if fingerprint.get(k) != theirs.get(k))
+        log.warning("%s belongs to another run (differs in %s); starting afresh", path, ", ".join(differing))
+        return None
+    model.load_state_dict(saved["model"])
+    for optimizer, optimizer_state in zip(optimizers, saved["optimizers"], strict=True):
+        optimizer.load_state_dict(optimizer_state)
+    scaler.load_state_dict(saved["scaler"])
+    restore_rng_state(saved["rng"])
+    best = saved["best"]
+    return RunState(
+        epoch=saved["epoch"],
+        best_epoch=best["epoch"],
+        best_metric=best["metric"],
+        best_valid=best["valid"],
+        best_weights=best["weights"],
+        bad_epochs=saved["bad_epochs"],
+        finished=saved["finished"],
+        history=list(saved["history"]),
+    )

@@ -1,0 +1,238 @@
+"""The trainer: selection on validation only, determinism, resume after SIGKILL, NaN guard, streaming."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from mtl import paths, pipeline
+from mtl.errors import ConfigError, TrainingError
+from mtl.training.artifacts import load_trained_model
+from mtl.training.checkpoint import load_checkpoint
+from mtl.training.seeding import derive_seed
+from tests.model.helpers import SMALL, link_prepared, small_params
+
+# big steps overfit the small fixture within a few epochs: validation loss turns up, early stopping acts
+OVERFIT = [
+    "train.lr=0.01",
+    "train.embedding_lr=0.03",
+    "train.batch_size=128",
+    "models.shared_bottom.bottom_dims=[256, 256]",
+    "train.early_stopping.metric=loss",
+    "train.epochs=8",
+]
+
+
+def weights(data_dir: Path, dataset: str, model: str) -> dict[str, torch.Tensor]:
+    return torch.load(paths.model_dir(data_dir, dataset, model) / "weights.pt", weights_only=True)
+
+
+def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def outcome(history: list[dict]) -> list[dict]:
+    """History without timings (which differ between runs)."""
+    return [{k: v for k, v in r.items() if "seconds" not in k and "samples_per_s" not in k} for r in history]
+
+
+def private_copy(data_dir: Path, dataset: str) -> Path:
+    """Replace the linked fixture by a real copy this test may modify."""
+    target = data_dir / "prepared" / dataset
+    source = target.resolve()
+    target.unlink()
+    shutil.copytree(source, target)
+    return target
+
+
+def test_early_stopping_restores_best_weights_and_never_reads_test(data_dir, tmp_path):
+    prepared = private_copy(data_dir, "census")
+    (prepared / "test.parquet").unlink()  # any attempt to read test would now fail
+    params = small_params(*OVERFIT)
+    result = pipeline.train("census", "shared_bottom", data_dir=data_dir, params=params)
+    training = result["training"]
+    history = json.loads((Path(result["model_dir"]) / "history.json").read_text())
+    losses = [r["valid_loss"] for r in history]
+    best = training["best_epoch"]
+    assert training["stopped_early"]
+    assert training["epochs_run"] == best + 2
+    assert losses[best - 1] == min(losses)
+    assert losses[-1] > losses[best - 1]
+    assert result["valid"]["loss"] == losses[best - 1]
+    # the kept weights are exactly those after the best epoch: a run stopped there by hand ends with them
+    other = link_prepared(tmp_path / "other", prepared, "census")
+    pipeline.train(
+        "census", "shared_bottom", data_dir=other, params=small_params(*OVERFIT, f"train.epochs={best}")
+    )
+    assert_same_weights(
+        weights(data_dir, "census", "shared_bottom"), weights(other, "census", "shared_bottom")
+    )
+
+
+def test_validating_on_test_is_refused(data_dir):
+    with pytest.raises(ConfigError, match="never looks at test"):
+        pipeline.train(
+            "census", "mmoe", data_dir=data_dir, params=small_params("train.validation_split=test")
+        )
+
+
+def test_same_seed_same_model_other_seed_other_model(data_dir, tmp_path):
+    runs = []
+    for seed in (5, 5, 6):
+        run_dir = link_prepared(tmp_path / f"run{len(runs)}", data_dir / "prepared" / "aliccp", "aliccp")
+        pipeline.train(
+            "aliccp", "mmoe", data_dir=run_dir, params=small_params(f"seed={seed}", "train.epochs=1")
+        )
+        runs.append(weights(run_dir, "aliccp", "mmoe"))
+    assert_same_weights(runs[0], runs[1])
+    assert not torch.equal(runs[0]["towers.0.head.weight"], runs[2]["towers.0.head.weight"])
+
+
+def cli_command(data_dir: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "mtl", "--data-dir", str(data_dir), *args, *(f"--set={s}" for s in SMALL)]
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_to_the_uninterrupted_result(data_dir, tmp_path, repo_root):
+    overrides = ["train.epochs=6", "train.early_stopping.patience=6"]
+    command = cli_command(data_dir, "train", "aliccp", "ple") + [f"--set={s}" for s in overrides]
+    checkpoint = paths.checkpoint_dir(data_dir, "aliccp", "ple") / "last.pt"
+    env = {**os.environ, "PYTHONPATH": str(repo_root)}
+    process = subprocess.Popen(
+        command, cwd=repo_root, env=env, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait()
+    assert process.returncode == -signal.SIGKILL
+    state = load_checkpoint(checkpoint)
+    assert 1 <= state["epoch"] < 6
+    assert not state["finished"]
+    assert not (paths.model_dir(data_dir, "aliccp", "ple") / "weights.pt").exists()
+
+    params = small_params(*overrides)
+    resumed = pipeline.train("aliccp", "ple", data_dir=data_dir, params=params)
+    assert resumed["training"]["resumed_from_epoch"] == state["epoch"]
+    fresh = link_prepared(tmp_path / "fresh", data_dir / "prepared" / "aliccp", "aliccp")
+    uninterrupted = pipeline.train("aliccp", "ple", data_dir=fresh, params=params)
+    assert uninterrupted["training"]["resumed_from_epoch"] is None
+    assert_same_weights(weights(data_dir, "aliccp", "ple"), weights(fresh, "aliccp", "ple"))
+    history = json.loads((Path(resumed["model_dir"]) / "history.json").read_text())
+    fresh_history = json.loads((Path(uninterrupted["model_dir"]) / "history.json").read_text())
+    assert outcome(history) == outcome(fresh_history)
+    assert resumed["valid"] == uninterrupted["valid"]
+
+
+def test_a_checkpoint_of_another_run_is_not_resumed(data_dir):
+    pipeline.train("census", "mmoe", data_dir=data_dir, params=small_params("train.epochs=1"))
+    again = pipeline.train(
+        "census", "mmoe", data_dir=data_dir, params=small_params("train.epochs=1", "seed=9")
+    )
+    assert again["training"]["resumed_from_epoch"] is None
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # torch notices the foreign pickle
+def test_a_malicious_checkpoint_is_not_unpickled(data_dir, tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    checkpoint = paths.checkpoint_dir(data_dir, "census", "mmoe") / "last.pt"
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_bytes(pickle.dumps({"format": 1, "payload": Exploit()}))
+    with pytest.raises(TrainingError, match="not a readable checkpoint"):
+        pipeline.train("census", "mmoe", data_dir=data_dir, params=small_params("train.epochs=1"))
+    assert not marker.exists()
+
+
+def test_nan_loss_names_model_epoch_and_step(data_dir):
+    prepared = private_copy(data_dir, "census")
+    table = pq.read_table(prepared / "train.parquet")
+    poisoned_row = 3000
+    values = table.column("num2").to_numpy().copy()
+    values[poisoned_row] = float("nan")
+    table = table.set_column(table.schema.get_field_index("num2"), "num2", [values])
+    pq.write_table(table, prepared / "train.parquet")
+    params = small_params()
+    order = torch.randperm(
+        table.num_rows, generator=torch.Generator().manual_seed(derive_seed(params.seed, 1, 0))
+    )
+    step = int((order == poisoned_row).nonzero()) // params.train.batch_size + 1
+    with pytest.raises(TrainingError, match=rf"^shared_bottom: .* at epoch 1, step {step};"):
+        pipeline.train("census", "shared_bottom", data_dir=data_dir, params=params)
+    assert not paths.checkpoint_dir(data_dir, "census", "shared_bottom").exists()
+
+
+def test_streaming_trains_and_scores_like_in_memory(data_dir):
+    params = small_params("train.max_in_memory_rows=1000", "train.stream_chunk_rows=1500", "train.epochs=2")
+    result = pipeline.train("aliccp", "esmm", data_dir=data_dir, params=params)
+    assert result["training"]["streaming"] is True
+    assert result["valid"]["outputs"]["click"]["auc"] > 0.6
+    streamed = pipeline.evaluate("aliccp", "esmm", data_dir=data_dir, params=params)["metrics"]
+    in_memory = pipeline.evaluate("aliccp", "esmm", data_dir=data_dir, params=small_params())["metrics"]
+    for output, metrics in in_memory["outputs"].items():  # other batch boundaries: float rounding only
+        assert streamed["outputs"][output] == pytest.approx(metrics, rel=1e-6)
+
+
+def test_model_directory_rebuilds_the_model(data_dir):
+    params = small_params("train.epochs=1")
+    pipeline.train("aliccp", "aitm", data_dir=data_dir, params=params)
+    result = pipeline.evaluate("aliccp", "aitm", data_dir=data_dir, params=params, split="valid")
+    model, config = load_trained_model(paths.model_dir(data_dir, "aliccp", "aitm"))
+    assert config["hyperparameters"]["embed_dim"] == 8
+    assert config["content_hash"] == result["metrics"]["content_hash"]
+    predictions = pq.read_table(Path(result["predictions"]))
+    assert predictions.column_names == ["row_id", "click", "purchase", "p_click", "p_purchase", "p_ctcvr"]
+    summary = json.loads((paths.model_dir(data_dir, "aliccp", "aitm") / "metrics.json").read_text())
+    assert summary["splits"]["valid"]["outputs"] == result["metrics"]["outputs"]
+    assert summary["training"]["epochs_run"] == 1
+    assert isinstance(model, torch.nn.Module)
+
+
+def test_epoch_callback_sees_each_epoch_once_as_flat_floats(data_dir):
+    seen: list[tuple[int, dict]] = []
+    result = pipeline.train(
+        "census",
+        "mmoe",
+        data_dir=data_dir,
+        params=small_params("train.epochs=2", "train.early_stopping.patience=2"),
+        on_epoch_end=lambda epoch, metrics: seen.append((epoch, metrics)),
+    )
+    assert [epoch for epoch, _ in seen] == [1, 2]
+    for _, metrics in seen:
+        assert all(isinstance(value, float) for value in metrics.values())
+        assert {
+            "train_loss",
+            "train_loss_income",
+            "valid_auc_mean",
+            "valid_marital_auc",
+            "samples_per_s",
+        } <= set(metrics)
+    history = json.loads((Path(result["model_dir"]) / "history.json").read_text())
+    assert [pytest.approx(m) for _, m in seen] == [{k: float(v) for k, v in r.items()} for r in history]
+
+
+def test_more_epochs_continue_a_finished_run(data_dir):
+    pipeline.train("census", "ple", data_dir=data_dir, params=small_params("train.epochs=1"))
+    more = pipeline.train("census", "ple", data_dir=data_dir, params=small_params("train.epochs=2"))
+    assert more["training"]["resumed_from_epoch"] == 1
+    assert more["training"]["epochs_run"] == 2
