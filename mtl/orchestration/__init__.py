@@ -1,0 +1,1 @@
+"""Airflow integration: the embedded-default environment and the retraining DAG factory."""
