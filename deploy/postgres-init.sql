@@ -1,0 +1,3 @@
+-- One PostgreSQL instance, two databases: Airflow metadata and the MLflow backend store.
+CREATE DATABASE airflow;
+CREATE DATABASE mlflow;
