@@ -47,7 +47,7 @@ def dag_params(dataset: str, defaults: Params) -> dict[str, dict[str, Any]]:
     settings = defaults.dataset(dataset)
     gate = defaults.gate.for_dataset(dataset)
     model_names = list(LOOKALIKE_MODELS if dataset == "lookalike" else MULTITASK_MODELS)
-    epochs = defaults.metaheac.epochs if dataset == "lookalike" else defaults.train.epochs
+    epochs = defaults.metaheac.meta.epochs if dataset == "lookalike" else defaults.train.epochs
     return {
         "source": {
             "default": settings.source,
@@ -114,7 +114,7 @@ def overrides_from_dag_params(dataset: str, dag_params: dict[str, Any]) -> dict[
     if dag_params.get("models"):
         out[f"datasets.{dataset}.models"] = list(dag_params["models"])
     if dag_params.get("epochs"):
-        out["metaheac.epochs" if dataset == "lookalike" else "train.epochs"] = int(dag_params["epochs"])
+        out["metaheac.meta.epochs" if dataset == "lookalike" else "train.epochs"] = int(dag_params["epochs"])
     if dag_params.get("floors") is not None:
         out[f"gate.{dataset}.floors"] = dict(dag_params["floors"])
     if dag_params.get("tolerance") is not None:

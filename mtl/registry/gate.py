@@ -6,7 +6,11 @@
    logged test AUCs are compared; otherwise both models are re-scored through their served form on the
    challenger's test data (``rescore``) and those AUCs compared;
 3. ``sanity``: every test metric finite, each gated AUC defined and in [0, 1], and each gated output's
-   mean prediction within ``prediction_rate_ratio`` x its positive rate.
+   mean prediction within ``prediction_rate_ratio`` x its positive rate;
+4. ``novelty``: a challenger that reproduces the champion -- same prepared data, same code commit, same
+   parameters -- must beat it on the primary AUC. Re-running the same pipeline (a second ``mtl run``)
+   therefore promotes nothing that is not better, while a new model (other code or params, within
+   tolerance) or fresher data (re-scored, within tolerance) still can be.
 
 A gated name is an output scored on the test split (``click``) or a campaign population evaluated as
 its own split (look-alike ``test_hot``); see ``mtl.tracking.results``.
@@ -26,7 +30,7 @@ from mtl.datasets.prepared import load_metadata
 from mtl.registry.rescore import served_auc
 from mtl.registry.runs import evaluated_run, require_tracking, training_run_id
 from mtl.registry.tags import CHAMPION, registered_model_name
-from mtl.tracking.lineage import TAG_CONTENT_HASH, TAG_DVC_HASH
+from mtl.tracking.lineage import TAG_CONTENT_HASH, TAG_DVC_HASH, TAG_GIT_COMMIT, TAG_GIT_DIRTY, UNKNOWN
 from mtl.tracking.results import TEST_SPLIT, gated_metric
 from mtl.tracking.store import Tracking, connect
 from mtl.tracking.training import TAG_MODEL_URI
@@ -62,6 +66,7 @@ def _decide(
         floors(metrics, settings),
         no_regression(tracking, dataset, model, run, settings, data_dir),
         sanity(metrics, names, settings),
+        novelty(tracking, dataset, model, run, settings),
     ]
     decision = {
         "dataset": dataset,
@@ -176,6 +181,55 @@ def sanity(metrics: dict[str, float], names: list[str], settings: GateDataset) -
         f"test metrics finite, AUCs defined; mean prediction / positive rate {', '.join(ratios)} "
         f"within [{low}, {high}]",
     )
+
+
+def novelty(tracking: Tracking, dataset: str, model: str, run: Any, settings: GateDataset) -> Check:
+    """A reproduction of the champion (same data, code and params) must improve on it to replace it."""
+    name = registered_model_name(dataset, model)
+    champion = _champion(tracking, name)
+    if champion is None or champion.run_id == run.info.run_id:
+        return Check("novelty", True, "no other champion to compare with")
+    theirs_run = tracking.client.get_run(champion.run_id)
+    differences = _lineage_differences(run, theirs_run)
+    if differences:
+        return Check("novelty", True, f"differs from champion version {champion.version} in {differences}")
+    mine = gated_metric(run.data.metrics, settings.primary)
+    theirs = gated_metric(theirs_run.data.metrics, settings.primary)
+    comparable = mine is not None and theirs is not None and math.isfinite(mine) and math.isfinite(theirs)
+    if comparable and mine > theirs:
+        return Check(
+            "novelty",
+            True,
+            f"same data, code and params as champion version {champion.version}, and better "
+            f"({settings.primary} AUC {mine:.4f} > {theirs:.4f})",
+        )
+    shown = "undefined" if mine is None else f"{mine:.4f}"
+    return Check(
+        "novelty",
+        False,
+        f"reproduces champion version {champion.version} (same data, code and params) without beating it "
+        f"({settings.primary} AUC {shown} vs {theirs if theirs is None else f'{theirs:.4f}'}): nothing new "
+        "to promote",
+    )
+
+
+def _lineage_differences(mine: Any, theirs: Any) -> str:
+    """What sets two training runs apart: "data", "code", "params" (comma-separated), or ""."""
+    parts = []
+    if not _same_data(mine.data.tags, theirs.data.tags):
+        parts.append("data")
+    commits = [run.data.tags.get(TAG_GIT_COMMIT, UNKNOWN) for run in (mine, theirs)]
+    dirty = [run.data.tags.get(TAG_GIT_DIRTY, UNKNOWN) for run in (mine, theirs)]
+    if UNKNOWN in commits or commits[0] != commits[1] or "true" in dirty:
+        parts.append("code")  # an unknown commit or a dirty tree cannot prove the code is the same
+    if mine.data.params != theirs.data.params:
+        changed = sorted(
+            k
+            for k in mine.data.params.keys() | theirs.data.params.keys()
+            if mine.data.params.get(k) != theirs.data.params.get(k)
+        )
+        parts.append(f"params ({', '.join(changed[:4])}{', ...' if len(changed) > 4 else ''})")
+    return ", ".join(parts)
 
 
 def _champion(tracking: Tracking, name: str) -> Any | None:

@@ -153,16 +153,24 @@ def evaluated_copy(
     positive_rate: float = 0.05,
     prediction_mean: float = 0.05,
     status: str = "FINISHED",
+    log_params: dict[str, str] | None = None,
+    tags: dict[str, str] | None = None,
 ) -> str:
     """A finished training run like ``base_run_id`` (same lineage tags, same logged model) whose test
-    metrics are ``aucs`` per gated output: a challenger of chosen quality, without training one."""
+    metrics are ``aucs`` per gated output: a challenger of chosen quality, without training one.
+    ``log_params``/``tags`` are added (e.g. another learning rate: a different model, not a re-run)."""
     from mlflow import MlflowClient
     from mlflow.entities import Metric
 
     client = MlflowClient(params.tracking.uri)
     base = client.get_run(base_run_id)
-    tags = {k: v for k, v in base.data.tags.items() if not k.startswith("mlflow.")}
-    run_id = client.create_run(base.info.experiment_id, tags=tags, run_name="challenger").info.run_id
+    copied = {k: v for k, v in base.data.tags.items() if not k.startswith("mlflow.")}
+    copied["mtl.git_dirty"] = "false"  # a run from a clean tree, whatever state this checkout is in
+    run_id = client.create_run(
+        base.info.experiment_id, tags={**copied, **(tags or {})}, run_name="challenger"
+    ).info.run_id
+    for key, value in (log_params or {}).items():
+        client.log_param(run_id, key, value)
     now = int(time.time() * 1000)
     metrics = []
     for name, auc in aucs.items():

@@ -25,6 +25,10 @@ NAME = "aliccp-mmoe"
 
 def register(store, tracked_model, aucs, **metrics):
     run_id = evaluated_copy(store, tracked_model.run_id, aucs, **metrics)
+    return gate_and_register(store, tracked_model, run_id)
+
+
+def gate_and_register(store, tracked_model, run_id):
     decision = pipeline.gate(
         "aliccp", "mmoe", data_dir=tracked_model.data_dir, params=store, mlflow_run_id=run_id
     )
@@ -86,11 +90,39 @@ def test_better_challenger_is_promoted_and_old_champion_tagged(store, tracked_mo
     assert old.tags[T.PREVIOUS_CHAMPION].endswith("replaced by version 2")
 
 
-def test_small_drop_within_tolerance_is_promoted(store, tracked_model):
+def test_small_drop_within_tolerance_is_promoted_for_a_different_model(store, tracked_model):
     register(store, tracked_model, {"click": 0.70, "ctcvr": 0.66})
-    result = register(store, tracked_model, {"click": 0.695, "ctcvr": 0.66})
+    other = evaluated_copy(
+        store, tracked_model.run_id, {"click": 0.695, "ctcvr": 0.66}, log_params={"train.lr": "0.002"}
+    )
+    result = gate_and_register(store, tracked_model, other)
     assert result["decision"] == "promoted"
     assert champion(store) == "2"
+    assert checks_of(result)["novelty"] == "pass: differs from champion version 1 in params (train.lr)"
+
+
+@pytest.mark.parametrize("auc", [0.70, 0.695])
+def test_a_reproduction_of_the_champion_that_is_not_better_is_not_promoted(store, tracked_model, auc):
+    """Same data, code and params (a second run of the same pipeline): only an improvement promotes."""
+    register(store, tracked_model, {"click": 0.70, "ctcvr": 0.66})
+    result = register(store, tracked_model, {"click": auc, "ctcvr": 0.66})
+    assert result["decision"] == "not promoted"
+    assert checks_of(result)["no_regression"].startswith("pass")  # within tolerance, yet ...
+    assert checks_of(result)["novelty"].startswith(
+        f"fail: reproduces champion version 1 (same data, code and params) without beating it "
+        f"(click AUC {auc:.4f} vs 0.7000)"
+    )
+    assert champion(store) == "1"
+
+
+def test_a_dirty_tree_is_not_proof_of_the_same_code(store, tracked_model):
+    register(store, tracked_model, {"click": 0.70, "ctcvr": 0.66})
+    dirty = evaluated_copy(
+        store, tracked_model.run_id, {"click": 0.70, "ctcvr": 0.66}, tags={"mtl.git_dirty": "true"}
+    )
+    result = gate_and_register(store, tracked_model, dirty)
+    assert result["decision"] == "promoted"
+    assert checks_of(result)["novelty"] == "pass: differs from champion version 1 in code"
 
 
 def test_worse_challenger_is_not_promoted(store, tracked_model):
