@@ -192,6 +192,15 @@ class EarlyStoppingParams(Section):
     min_delta: float = Field(ge=0.0)  # smaller changes do not count as an improvement
 
 
+class DistributedParams(Section):
+    """How ``mtl train`` (and the DAG's train task) launches training: one process, or ``torchrun``."""
+
+    nproc_per_node: int = Field(ge=1)  # > 1: DDP over this many processes (GPUs) per node
+    nnodes: int = Field(ge=1)  # > 1: multi-node; every node runs the same task with its node_rank
+    node_rank: int = Field(ge=0)
+    rdzv_endpoint: str | None  # host:port of the rendezvous (multi-node); None: this host
+
+
 class TrainParams(Section):
     device: str = Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$")
     epochs: int = Field(ge=1)
@@ -211,6 +220,7 @@ class TrainParams(Section):
     progress: bool | Literal["auto"]
     num_threads: int = Field(ge=0)  # torch intra-op threads; 0 = torch's default
     nan_check_interval: int = Field(ge=1)  # CUDA: steps between NaN/inf loss checks (CPU: every step)
+    distributed: DistributedParams
 
 
 # --- models ----------------------------------------------------------------------------------------

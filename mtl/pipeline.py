@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ from mtl.datasets.prepared import (
     staging_directory,
     write_json_atomic,
 )
+from mtl.errors import ConfigError, TrainingError
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +181,9 @@ def train(
     """
     from mtl.tracking.runs import forget_run_file
 
+    run_context = {**_environment_run_context(), **(run_context or {})}
+    if _launch_torchrun(params):
+        return _train_with_torchrun(dataset, model, data_dir=data_dir, params=params, run_context=run_context)
     main_rank = int(os.environ.get("RANK", "0")) == 0
     if main_rank:
         forget_run_file(paths.model_dir(data_dir, dataset, model))
@@ -197,6 +202,102 @@ def train(
         dvc_hash=lambda: prepared_dvc_hash(data_dir, dataset),
         on_epoch_end=on_epoch_end,
     )
+
+
+# Lineage that reaches a training launched as a separate process (torchrun ranks): set by the parent.
+_RUN_CONTEXT_ENV = {"dag_id": "MTL_DAG_ID", "dag_run_id": "MTL_DAG_RUN_ID"}
+
+
+def _environment_run_context() -> dict[str, str]:
+    return {key: os.environ[var] for key, var in _RUN_CONTEXT_ENV.items() if os.environ.get(var)}
+
+
+def _launch_torchrun(params: Params) -> bool:
+    """More than one process asked for, and this is not already one of torchrun's processes."""
+    settings = params.train.distributed
+    return (settings.nproc_per_node > 1 or settings.nnodes > 1) and "WORLD_SIZE" not in os.environ
+
+
+def torchrun_command(
+    dataset: str, model: str, *, data_dir: Path, params: Params, params_file: Path
+) -> list[str]:
+    """``torchrun`` (``python -m torch.distributed.run``) running ``mtl train`` on every process."""
+    settings = params.train.distributed
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nproc_per_node={settings.nproc_per_node}",
+        f"--nnodes={settings.nnodes}",
+    ]
+    if settings.nnodes > 1:
+        if not settings.rdzv_endpoint:
+            raise ConfigError(
+                "train.distributed.nnodes > 1 needs train.distributed.rdzv_endpoint (host:port)"
+            )
+        command += [
+            f"--node_rank={settings.node_rank}",
+            "--rdzv_backend=c10d",
+            f"--rdzv_endpoint={settings.rdzv_endpoint}",
+        ]
+    else:
+        command += ["--standalone"]
+    return [
+        *command,
+        "-m",
+        "mtl",
+        "--params",
+        str(params_file),
+        "--data-dir",
+        str(data_dir),
+        "train",
+        dataset,
+        model,
+    ]
+
+
+def _train_with_torchrun(
+    dataset: str, model: str, *, data_dir: Path, params: Params, run_context: dict[str, Any]
+) -> dict[str, Any]:
+    """Launch DDP training with torchrun (the effective params in a file for every rank), then read the
+    trained model's metrics and MLflow run back from the model directory that rank 0 wrote."""
+    import subprocess
+    import tempfile
+
+    import yaml
+
+    from mtl.tracking.runs import RUN_FILE
+    from mtl.training import artifacts
+
+    model_dir = paths.model_dir(data_dir, dataset, model)
+    with tempfile.TemporaryDirectory(prefix="mtl-torchrun-") as scratch:
+        params_file = Path(scratch) / "params.yaml"
+        params_file.write_text(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
+        command = torchrun_command(dataset, model, data_dir=data_dir, params=params, params_file=params_file)
+        env = dict(os.environ)
+        for key, var in _RUN_CONTEXT_ENV.items():
+            if run_context.get(key):
+                env[var] = str(run_context[key])
+        if run_context.get("dag_run_id"):
+            env["MTL_PIPELINE_RUN_ID"] = str(run_context["dag_run_id"])
+        log.info("launching %s", " ".join(command))
+        code = subprocess.run(command, env=env, check=False).returncode
+    if code != 0:
+        raise TrainingError(f"torchrun training of {dataset}/{model} exited with status {code} (see its log)")
+    metrics = json.loads((model_dir / artifacts.METRICS).read_text())
+    run_file = model_dir / RUN_FILE
+    run_id = json.loads(run_file.read_text()).get("mlflow_run_id") if run_file.is_file() else None
+    return {
+        "dataset": dataset,
+        "model": model,
+        "model_dir": str(model_dir),
+        "weights": str(model_dir / artifacts.WEIGHTS),
+        "metrics_file": str(model_dir / artifacts.METRICS),
+        "content_hash": metrics.get("content_hash"),
+        "training": metrics.get("training", {}),
+        "valid": metrics.get("splits", {}).get(params.train.validation_split),
+        "mlflow_run_id": run_id,
+    }
 
 
 def evaluate(

@@ -14,9 +14,6 @@ The tolerances below: metrics 1e-4, the 99th percentile of weight differences 1e
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -25,7 +22,7 @@ from mtl import paths, pipeline
 from mtl.datasets.prepared import load_metadata
 from mtl.models import build_model
 from mtl.training.data import SplitSource, train_batches
-from tests.model.helpers import SMALL, link_prepared, small_params
+from tests.model.helpers import link_prepared, small_params
 
 METRIC_TOLERANCE = 1e-4
 WEIGHT_P99_TOLERANCE = 1e-4
@@ -60,17 +57,20 @@ def test_split_batch_gradients_average_to_the_full_batch_gradient(prepared_root)
 
 
 @pytest.mark.slow
-def test_two_gloo_processes_match_one_process(data_dir, tmp_path, repo_root):
-    overrides = [*SMALL, "train.epochs=2"]
+def test_two_gloo_processes_match_one_process(data_dir, tmp_path, monkeypatch, capfd):
+    """Launched the way a training task does it: train.distributed.nproc_per_node=2 -> torchrun."""
     two = link_prepared(tmp_path / "two", data_dir / "prepared" / "aliccp", "aliccp")
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        "-m", "mtl", "--data-dir", str(two), "train", "aliccp", "mmoe", *(f"--set={s}" for s in overrides),
-    ]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(repo_root), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(command, cwd=repo_root, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.count("aliccp/mmoe: 2 epochs") == 1  # rank 0 reports, rank 1 stays quiet
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    launched = pipeline.train(
+        "aliccp",
+        "mmoe",
+        data_dir=two,
+        params=small_params("train.epochs=2", "train.distributed.nproc_per_node=2"),
+    )
+    out = capfd.readouterr().out
+    assert out.count("aliccp/mmoe: 2 epochs") == 1  # rank 0 reports, rank 1 stays quiet
+    assert launched["training"]["world_size"] == 2
+    assert launched["model_dir"] == str(paths.model_dir(two, "aliccp", "mmoe"))
 
     one = pipeline.train("aliccp", "mmoe", data_dir=data_dir, params=small_params("train.epochs=2"))
     assert one["training"]["world_size"] == 1
