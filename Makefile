@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.mtl-installed
 PYTEST_ARGS ?=
 
-.PHONY: setup run test lint format lock benchmark clean ui
+.PHONY: setup run test lint format lock clean ui repro
 
 setup: $(STAMP)
 
@@ -34,6 +34,10 @@ lock:
 
 ui: setup
 	$(VENV)/bin/mtl ui
+
+# the pipeline as DVC stages (same step functions as the DAGs); waits instead of failing on DVC's lock
+repro: setup
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/dvc --wait-for-lock repro
 
 clean:
 	rm -rf .mtl .pytest_cache .ruff_cache

@@ -62,12 +62,12 @@ def _doc(dataset: str, defaults: Params) -> str:
     if dataset == "lookalike":
         graph = (
             "`download` → `validate` → `prepare` → `meta_train` (pool/queue `gpu`) → "
-            "`evaluate_hot` ∥ `evaluate_cold` → `gate` → `register` → `summary`"
+            "`evaluate_hot` ∥ `evaluate_cold` → `gate` → `register` → `summary` → `outcome`"
         )
     else:
         graph = (
             "`download` → `validate` → `prepare` → `models` → one mapped `model` group per model "
-            "(`train` in pool/queue `gpu` → `evaluate` → `gate` → `register`) → `summary`"
+            "(`train` in pool/queue `gpu` → `evaluate` → `gate` → `register`) → `summary` → `outcome`"
         )
     return f"""
 ### Retraining: {dataset}
@@ -84,7 +84,9 @@ def _doc(dataset: str, defaults: Params) -> str:
   rejection is a decision, not a failure: the run succeeds and the summary says *not promoted* and why.
 * **register** creates the MLflow model version (alias `challenger`), moves `champion` if the gate passed,
   and updates the asset `{models_asset(dataset).name}`. A model whose training failed fails only its
-  own branch; the others register and the run ends failed.
+  own branch; the others register.
+* **summary** (runs whatever happened upstream) logs one line per model: test AUCs, gate decision,
+  registry version and aliases; **outcome** fails the run if any model failed.
 
 Default models: {models}. Trigger a run with other settings through the DAG params, e.g.
 `airflow dags trigger mtl_retrain_{dataset} -c '{{"epochs": 1, "models": ["mmoe"]}}'`.
@@ -115,7 +117,7 @@ def build_retrain_dag(dataset: str, defaults: Params | None = None):
         doc_md=_doc(dataset, defaults),
     )
     def retrain():
-        @task(retries=settings.download_retries, retry_exponential_backoff=True)
+        @task(retries=settings.download_retries, retry_exponential_backoff=True, pool=DVC_POOL)
         def download(**context: Any) -> dict[str, Any]:
             from mtl import pipeline
 
@@ -138,7 +140,7 @@ def build_retrain_dag(dataset: str, defaults: Params | None = None):
                 log.error("raw data failed validation; report: %s", exc.report_path)
                 raise AirflowFailException(str(exc)) from None
 
-        @task(retries=0, outlets=[prepared_asset(dataset)])
+        @task(retries=0, pool=DVC_POOL, outlets=[prepared_asset(dataset)])
         def prepare(validated: dict[str, Any], **context: Any) -> dict[str, Any]:
             from airflow.sdk.exceptions import AirflowFailException
 
@@ -158,12 +160,24 @@ def build_retrain_dag(dataset: str, defaults: Params | None = None):
             }
 
         @task
-        def summary(
-            results: list[dict[str, Any]], prepared: dict[str, Any], **context: Any
-        ) -> dict[str, Any]:
+        def summary(results: Any, prepared: dict[str, Any], **context: Any) -> dict[str, Any]:
             from mtl.orchestration.summary import summarise_run
 
-            return summarise_run(dataset, list(results), prepared, _run_context(context))
+            models = list(_run_params(context, dataset).dataset(dataset).models)
+            return summarise_run(dataset, results, prepared or {}, _run_context(context), models)
+
+        @task(trigger_rule="all_done")
+        def outcome(summary: dict[str, Any] | None) -> None:
+            """The run's verdict: failed if any model failed (the summary above still lists the others)."""
+            from airflow.sdk.exceptions import AirflowFailException
+
+            if not summary:
+                raise AirflowFailException("the run summary is missing: an upstream task failed")
+            if summary.get("failed"):
+                raise AirflowFailException(
+                    f"model(s) {', '.join(summary['failed'])} failed; registered: "
+                    f"{', '.join(r['model'] for r in summary['registered']) or 'none'}"
+                )
 
         prepared = prepare(validate(download()))
 
@@ -224,7 +238,7 @@ def build_retrain_dag(dataset: str, defaults: Params | None = None):
             trained = meta_train(prepared)
             hot = evaluate_split("test_hot")(trained)
             cold = evaluate_split("test_cold")(trained)
-            summary([register(gate(trained, hot, cold))], prepared)
+            outcome(summary.override(trigger_rule="all_done")([register(gate(trained, hot, cold))], prepared))
             return
 
         @task
@@ -285,7 +299,7 @@ def build_retrain_dag(dataset: str, defaults: Params | None = None):
             return register(gate(evaluate(train(model, prepared))))
 
         registered = per_model.partial(prepared=prepared).expand(model=models())
-        summary.override(trigger_rule="all_done")(registered, prepared)
+        outcome(summary.override(trigger_rule="all_done")(registered, prepared))
 
     return retrain()
 

@@ -47,14 +47,18 @@ def _executable(name: str) -> str:
 
 
 def _run(
-    args: list[str], env: dict[str, str], log_file: Path | None = None, timeout: float | None = None
+    args: list[str],
+    env: dict[str, str],
+    log_file: Path | None = None,
+    timeout: float | None = None,
+    cwd: Path | None = None,
 ) -> int:
     if log_file is None:
-        return subprocess.run(args, env=env, check=False, timeout=timeout).returncode
+        return subprocess.run(args, env=env, check=False, timeout=timeout, cwd=cwd).returncode
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "ab") as handle:
         return subprocess.run(
-            args, env=env, stdout=handle, stderr=subprocess.STDOUT, check=False, timeout=timeout
+            args, env=env, stdout=handle, stderr=subprocess.STDOUT, check=False, timeout=timeout, cwd=cwd
         ).returncode
 
 
@@ -222,6 +226,13 @@ def deploy_init() -> None:
 
         # creating the store creates or upgrades the schema
         SqlAlchemyStore(backend, env.get("MLFLOW_ARTIFACTS_DESTINATION", "./mlruns"))
+    remote = env.get("MTL_DVC_REMOTE_URL")
+    if remote:  # the shared DVC remote (S3-compatible URL or shared path) as this checkout's default
+        dvc = _executable("dvc")
+        root = paths.project_root()
+        command = [dvc, "remote", "add", "--local", "--force", "--default", "shared", remote]
+        if _run(command, env, cwd=root) != 0:
+            raise MtlError(f"could not configure the DVC remote {remote}")
     password = env.get("AIRFLOW_ADMIN_PASSWORD")
     passwords_file = env.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE")
     if password and passwords_file:

@@ -13,8 +13,12 @@ from typing import Any
 from mtl.config import Params
 from mtl.paths import project_root
 
-MULTITASK_MODELS = ("single_task", "shared_bottom", "esmm", "mmoe", "ple", "aitm")
-LOOKALIKE_MODELS = ("metaheac",)
+# models a DAG run may ask for (ESMM needs the click -> purchase funnel that only Ali-CCP has)
+MODEL_CHOICES = {
+    "aliccp": ("single_task", "shared_bottom", "esmm", "mmoe", "ple", "aitm"),
+    "census": ("single_task", "shared_bottom", "mmoe", "ple", "aitm"),
+    "lookalike": ("metaheac",),
+}
 SOURCES = {
     "aliccp": ("paddlerec", "tianchi", "csv", "synthetic"),
     "census": ("uci", "paddlerec", "csv", "synthetic"),
@@ -46,7 +50,7 @@ def dag_params(dataset: str, defaults: Params) -> dict[str, dict[str, Any]]:
     """``Param`` keyword arguments (default + JSON schema) for every DAG-level param of a dataset."""
     settings = defaults.dataset(dataset)
     gate = defaults.gate.for_dataset(dataset)
-    model_names = list(LOOKALIKE_MODELS if dataset == "lookalike" else MULTITASK_MODELS)
+    model_names = list(MODEL_CHOICES[dataset])
     epochs = defaults.metaheac.meta.epochs if dataset == "lookalike" else defaults.train.epochs
     return {
         "source": {

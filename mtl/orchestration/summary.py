@@ -19,7 +19,9 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         )
         gate = row.get("decision", "?")
         if gate != "promoted" and row.get("reasons"):
-            gate = f"{gate}: {'; '.join(row['reasons'])}"
+            # only what stopped it: the failed checks ("floors: fail: ..."), else every reason given
+            failed = [r.replace(": fail: ", ": ", 1) for r in row["reasons"] if ": fail: " in r]
+            gate = f"{gate}: {'; '.join(failed or row['reasons'])}"
         lines.append(
             (
                 row.get("dataset", ""),
@@ -35,11 +37,30 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 def summarise_run(
-    dataset: str, results: list[dict[str, Any]], prepared: dict[str, Any], run_context: dict[str, str]
+    dataset: str,
+    results: Any,
+    prepared: dict[str, Any],
+    run_context: dict[str, str],
+    models: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Log the run's table and return it; models whose branch failed are listed as such."""
-    rows = [r for r in results if r]
-    table = format_table(rows)
+    """Log the run's table and return it; requested ``models`` without a registration (a task of their
+    branch failed) are listed as failed."""
+    # the mapped register tasks' results: a sequence, or (one mapped instance) the single dict itself
+    if isinstance(results, dict):
+        results = [results]
+    rows = [r for r in (results or []) if isinstance(r, dict)]
+    done = {r.get("model") for r in rows}
+    failed = [m for m in (models or []) if m not in done]
+    failed_rows = [
+        {
+            "dataset": dataset,
+            "model": m,
+            "decision": "failed",
+            "reasons": ["no registration: a task of this model failed (see its log)"],
+        }
+        for m in failed
+    ]
+    table = format_table(rows + failed_rows)
     log.info(
         "run %s of %s (data %s):\n%s", run_context.get("dag_run_id"), dataset, prepared.get("dvc_hash"), table
     )
@@ -50,5 +71,6 @@ def summarise_run(
         "dvc_hash": prepared.get("dvc_hash"),
         "registered": rows,
         "promoted": promoted,
+        "failed": failed,
         "table": table,
     }

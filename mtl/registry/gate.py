@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -222,14 +223,22 @@ def _lineage_differences(mine: Any, theirs: Any) -> str:
     dirty = [run.data.tags.get(TAG_GIT_DIRTY, UNKNOWN) for run in (mine, theirs)]
     if UNKNOWN in commits or commits[0] != commits[1] or "true" in dirty:
         parts.append("code")  # an unknown commit or a dirty tree cannot prove the code is the same
-    if mine.data.params != theirs.data.params:
+    mine_params, theirs_params = _model_params(mine.data.params), _model_params(theirs.data.params)
+    if mine_params != theirs_params:
         changed = sorted(
-            k
-            for k in mine.data.params.keys() | theirs.data.params.keys()
-            if mine.data.params.get(k) != theirs.data.params.get(k)
+            k for k in mine_params.keys() | theirs_params.keys() if mine_params.get(k) != theirs_params.get(k)
         )
         parts.append(f"params ({', '.join(changed[:4])}{', ...' if len(changed) > 4 else ''})")
     return ", ".join(parts)
+
+
+# Logged params that do not change the trained model: the gate itself, where runs are tracked, how the
+# DAG is scheduled, and which models a run trains.
+_NOT_MODEL_PARAMS = re.compile(r"^(gate|tracking|orchestration)\.|^datasets\.[a-z]+\.models$")
+
+
+def _model_params(params: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in params.items() if not _NOT_MODEL_PARAMS.match(k)}
 
 
 def _champion(tracking: Tracking, name: str) -> Any | None:

@@ -1,0 +1,64 @@
+"""Airflow under test: the embedded-default settings (config/airflow.env) with AIRFLOW_HOME in the
+session's temporary state folder, applied before anything imports airflow."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+
+from mtl.config import apply_overrides, read_params_file
+from mtl.orchestration.environment import apply_airflow_environment
+
+# params.yaml with a 1 s retry delay: a task that fails on purpose is retried at once, not after a minute
+_PARAMS = Path(os.environ["MTL_HOME"]) / "orchestration-params.yaml"
+_PARAMS.write_text(
+    yaml.safe_dump(
+        apply_overrides(read_params_file(), {"orchestration.retry_delay_seconds": 1}), sort_keys=False
+    )
+)
+os.environ["MTL_PARAMS"] = str(_PARAMS)
+apply_airflow_environment()
+
+# Tiny synthetic sizes for DAG runs: the whole graph in seconds per model.
+TINY = {
+    "datasets.aliccp.synthetic.train_rows": 30000,
+    "datasets.aliccp.synthetic.test_rows": 6000,
+    "datasets.aliccp.synthetic.click_rate": 0.2,  # enough positives for a model to learn in seconds
+    "datasets.aliccp.synthetic.purchase_given_click_rate": 0.2,
+    "datasets.census.synthetic.train_rows": 8000,
+    "datasets.census.synthetic.test_rows": 3000,
+    "datasets.census.synthetic.income_rate": 0.2,
+    "datasets.lookalike.synthetic.users": 1500,
+    "datasets.lookalike.synthetic.train_campaigns": 6,
+    "datasets.lookalike.synthetic.hot_campaigns": 2,
+    "datasets.lookalike.synthetic.cold_campaigns": 2,
+    "datasets.lookalike.synthetic.train_rows": [60, 120],
+    "datasets.lookalike.synthetic.hot_rows": [60, 120],
+    "datasets.lookalike.synthetic.cold_rows": [40, 60],
+    "train.batch_size": 512,
+    "train.progress": False,
+    "metaheac.meta.batch_size": 64,
+    "metaheac.baselines.batch_size": 64,
+    "metaheac.adaptation.batch_size": 64,
+}
+# Gate bounds a two-epoch model on tiny data clears (the real floors are in params.yaml).
+OPEN_GATE = {
+    "aliccp": {"floors": {"click": 0.5, "ctcvr": 0.5}},
+    "census": {"floors": {"income": 0.5, "marital": 0.5}},
+    "lookalike": {"floors": {"test_hot": 0.0, "test_cold": 0.0}},
+}
+WIDE_RATES = {f"gate.{d}.prediction_rate_ratio": [0.01, 100.0] for d in ("aliccp", "census", "lookalike")}
+
+
+def tiny_conf(dataset: str, data_dir: str, models: list[str], **extra) -> dict:
+    """A DAG run conf: tiny data, two epochs, open gate floors, the given data directory."""
+    return {
+        "data_dir": data_dir,
+        "models": models,
+        "epochs": 2,
+        **OPEN_GATE[dataset],
+        "overrides": {**TINY, **WIDE_RATES},
+        **extra,
+    }

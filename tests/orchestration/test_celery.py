@@ -1,0 +1,59 @@
+"""Past one machine: Airflow with PostgreSQL and CeleryExecutor. A real Celery worker (listening on the
+`default` and `gpu` queues, like the compose stack's two workers) runs a DAG triggered over REST, with
+Redis as the broker and PostgreSQL as metadata DB and result backend."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from mtl import paths
+from tests.conftest import require_service
+from tests.orchestration.cluster import PG, AirflowCluster, ScratchDatabase
+from tests.orchestration.conftest import tiny_conf
+
+pytestmark = [pytest.mark.slow, pytest.mark.services]
+
+
+def test_celery_worker_runs_a_dag_from_redis_and_postgresql(tmp_path):
+    require_service("PostgreSQL", PG["host"], PG["port"])
+    require_service("Redis", "127.0.0.1", 6379)
+    data = tmp_path / "data"
+    with ScratchDatabase("mtl_celery") as sql_conn:
+        broker = f"redis://127.0.0.1:6379/{random.randint(1, 15)}"
+        cluster = AirflowCluster(
+            tmp_path / "airflow",
+            sql_conn,
+            "CeleryExecutor",
+            {
+                "MTL_HOME": str(tmp_path / "state"),
+                "AIRFLOW__CELERY__BROKER_URL": broker,
+                "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + sql_conn,
+                "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
+            },
+        )
+        cluster.init()
+        cluster.start("api-server", "api-server", "--port", str(cluster.port))
+        cluster.start("scheduler", "scheduler")
+        cluster.start("dag-processor", "dag-processor")
+        cluster.start("worker", "celery", "worker", "--queues", "default,gpu", "--concurrency", "2")
+        try:
+            cluster.wait_until_up()
+            cluster.wait_for_dag("mtl_retrain_census")
+            run_id = cluster.trigger("mtl_retrain_census", tiny_conf("census", str(data), ["shared_bottom"]))
+            run = cluster.wait_for_run("mtl_retrain_census", run_id)
+            states = cluster.task_states("mtl_retrain_census", run_id)
+            assert run["state"] == "success", (states, cluster.logs())
+            instances = cluster.api("GET", f"/dags/mtl_retrain_census/dagRuns/{run_id}/taskInstances").json()
+            queues = {ti["task_id"]: ti["queue"] for ti in instances["task_instances"]}
+            assert queues["model.train"] == "gpu"
+            assert queues["prepare"] == "default"
+            registration = json.loads(paths.registration_file(data, "census", "shared_bottom").read_text())
+            assert registration["version"]
+            worker_log = (tmp_path / "airflow" / "worker.log").read_text(errors="replace")
+            assert "celery@" in worker_log  # the tasks ran in the Celery worker, not in the scheduler
+        finally:
+            cluster.stop()
+        assert all(p.poll() is not None for p in cluster.processes.values())

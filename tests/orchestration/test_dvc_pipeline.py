@@ -1,0 +1,141 @@
+"""``dvc repro`` of the whole pipeline from a clean copy of the repository (tiny synthetic sizes): every
+stage runs, metrics and plots are declared, a second repro is a no-op, an experiment re-runs only what
+its parameter touches."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mtl.config import apply_overrides
+from tests.orchestration.conftest import TINY
+
+pytestmark = pytest.mark.slow
+
+MODELS = {"aliccp": ["mmoe"], "census": ["shared_bottom"], "lookalike": ["metaheac"]}
+
+
+def clean_copy(repo_root: Path, target: Path) -> Path:
+    """The working tree as a fresh clone would have it: tracked and unignored files, a new git repo."""
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=repo_root,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split("\0")
+    for name in filter(None, files):
+        source = repo_root / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            (target / name).write_bytes(source.read_bytes())
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], cwd=target, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=target, check=True)
+    subprocess.run([*git, "commit", "-qm", "clean"], cwd=target, check=True)
+    return target
+
+
+@pytest.fixture(scope="module")
+def project(repo_root, tmp_path_factory):
+    root = clean_copy(repo_root, tmp_path_factory.mktemp("clone"))
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    tiny = {
+        **TINY,
+        "train.epochs": 2,
+        **{f"datasets.{d}.models": m for d, m in MODELS.items()},
+        "gate.aliccp.floors": {"click": 0.5, "ctcvr": 0.5},
+        "gate.census.floors": {"income": 0.5, "marital": 0.5},
+        "gate.lookalike.floors": {"test_hot": 0.0, "test_cold": 0.0},
+        **{f"gate.{d}.prediction_rate_ratio": [0.01, 100.0] for d in MODELS},
+    }
+    (root / "params.yaml").write_text(yaml.safe_dump(apply_overrides(params, tiny), sort_keys=False))
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "commit", "-qam", "tiny sizes"], cwd=root, check=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MTL_", "AIRFLOW"))}
+    env["MTL_HOME"] = str(root / ".mtl")
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    return root, env
+
+
+def dvc(project, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    root, env = project
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("dvc")), "--wait-for-lock", *args],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if check and done.returncode != 0:
+        pytest.fail(f"dvc {' '.join(args)} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
+    return done
+
+
+def test_repro_from_a_clean_clone_then_a_no_op_then_an_experiment(project):
+    root, _ = project
+    first = dvc(project, "repro")
+    for stage in (
+        "download@aliccp",
+        "prepare@lookalike",
+        "train_aliccp@mmoe",
+        "evaluate_census@shared_bottom",
+        "evaluate_hot@metaheac",
+        "evaluate_cold@metaheac",
+        "register_lookalike@metaheac",
+    ):
+        assert f"Running stage '{stage}'" in first.stdout
+    for dataset, models in MODELS.items():
+        for model in models:
+            registration = json.loads((root / f"data/models/{dataset}/{model}/registration.json").read_text())
+            assert registration["decision"] == "promoted", registration["reasons"]
+    assert (root / "dvc.lock").is_file()
+
+    second = dvc(project, "repro")
+    assert "Running stage" not in second.stdout
+    assert "Data and pipelines are up to date." in second.stdout
+    assert "up to date" in dvc(project, "status").stdout
+
+    metrics = json.loads(dvc(project, "metrics", "show", "--json").stdout)
+    flat = json.dumps(metrics)
+    for dataset, outputs in {"aliccp": ["click", "ctcvr"], "census": ["income", "marital"]}.items():
+        shown = next(v for k, v in _metrics_files(metrics).items() if f"models/{dataset}/" in k)
+        for output in outputs:
+            assert 0.0 <= shown["outputs"][output]["auc"] <= 1.0
+    assert "test_hot" in flat
+    assert "test_cold" in flat
+
+    plots = json.loads(dvc(project, "plots", "show", "--json").stdout)
+    assert not plots.get("errors"), plots["errors"]
+    names = sorted(plots["data"])
+    for curve in (
+        "aliccp/mmoe/eval/test/plots/roc_click.json",
+        "census/shared_bottom/eval/test/plots/roc_income.json",
+        "metaheac/eval/test_hot/plots/roc_metaheac.json",
+        "metaheac/eval/test_cold/plots/roc_metaheac.json",
+        "aliccp/mmoe/history.json",
+        "lookalike/metaheac/history.json",
+    ):
+        assert any(name.endswith(curve) for name in names), (curve, names)
+
+    # an experiment on one model's params re-runs that model's chain only
+    exp = dvc(project, "exp", "run", "-S", "models.shared_bottom.dropout=0.1")
+    assert "Running stage 'train_census@shared_bottom'" in exp.stdout
+    assert "Running stage 'train_aliccp@mmoe'" not in exp.stdout
+    assert "Running stage 'prepare@census'" not in exp.stdout
+
+
+def _metrics_files(shown: dict) -> dict:
+    """``dvc metrics show --json``: {workspace: {data: {file: {data: {...}}}}} -> {file: metrics}."""
+    files = {}
+    for revision in shown.values():
+        for name, entry in revision.get("data", {}).items():
+            files[name] = entry.get("data", {})
+    return files

@@ -1,0 +1,42 @@
+"""A real Airflow deployment in miniature: scheduler, DAG processor and API server with LocalExecutor
+on the local PostgreSQL; a run triggered through the REST API runs to success, then everything stops."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mtl import paths
+from tests.conftest import require_service
+from tests.orchestration.cluster import PG, AirflowCluster, ScratchDatabase
+from tests.orchestration.conftest import tiny_conf
+
+pytestmark = [pytest.mark.slow, pytest.mark.services]
+
+
+def test_rest_triggered_run_with_local_executor_on_postgresql(tmp_path):
+    require_service("PostgreSQL", PG["host"], PG["port"])
+    data = tmp_path / "data"
+    with ScratchDatabase("mtl_airflow") as sql_conn:
+        cluster = AirflowCluster(
+            tmp_path / "airflow", sql_conn, "LocalExecutor", {"MTL_HOME": str(tmp_path / "state")}
+        )
+        cluster.init()
+        cluster.start("api-server", "api-server", "--port", str(cluster.port))
+        cluster.start("scheduler", "scheduler")
+        cluster.start("dag-processor", "dag-processor")
+        try:
+            cluster.wait_until_up()
+            cluster.wait_for_dag("mtl_retrain_census")
+            run_id = cluster.trigger("mtl_retrain_census", tiny_conf("census", str(data), ["shared_bottom"]))
+            run = cluster.wait_for_run("mtl_retrain_census", run_id)
+            states = cluster.task_states("mtl_retrain_census", run_id)
+            assert run["state"] == "success", (states, cluster.logs())
+            assert set(states.values()) == {"success"}
+            assert "model.train[0]" in states
+            registration = json.loads(paths.registration_file(data, "census", "shared_bottom").read_text())
+            assert registration["decision"] == "promoted", registration["reasons"]
+        finally:
+            cluster.stop()
+        assert all(p.poll() is not None for p in cluster.processes.values())
