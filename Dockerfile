@@ -26,6 +26,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     MTL_HOME=/var/lib/mtl \
     MTL_DATA_DIR=/var/lib/mtl/data \
+    MTL_PARAMS=/opt/mtl/params.yaml \
     MTL_GIT_COMMIT=${GIT_COMMIT} \
     AIRFLOW_HOME=/opt/airflow \
     AIRFLOW__CORE__DAGS_FOLDER=/opt/mtl/dags \
