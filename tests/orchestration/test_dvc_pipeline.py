@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -79,9 +80,19 @@ def dvc(project, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     return done
 
 
-def test_repro_from_a_clean_clone_then_a_no_op_then_an_experiment(project):
+@pytest.fixture(scope="module")
+def reproduced(project) -> str:
+    """The first ``dvc repro`` of the clean copy (its output); the census model's test metrics are kept
+    aside, since a later experiment changes the workspace."""
     root, _ = project
     first = dvc(project, "repro")
+    metrics = root / "data/models/census/shared_bottom/eval/test/metrics.json"
+    shutil.copy(metrics, root.parent / "census-shared_bottom-by-dvc.json")
+    return first.stdout
+
+
+def test_repro_from_a_clean_clone_then_a_no_op_then_an_experiment(project, reproduced):
+    root, _ = project
     for stage in (
         "download@aliccp",
         "prepare@lookalike",
@@ -91,7 +102,7 @@ def test_repro_from_a_clean_clone_then_a_no_op_then_an_experiment(project):
         "evaluate_cold@metaheac",
         "register_lookalike@metaheac",
     ):
-        assert f"Running stage '{stage}'" in first.stdout
+        assert f"Running stage '{stage}'" in reproduced
     for dataset, models in MODELS.items():
         for model in models:
             registration = json.loads((root / f"data/models/{dataset}/{model}/registration.json").read_text())
@@ -125,6 +136,14 @@ def test_repro_from_a_clean_clone_then_a_no_op_then_an_experiment(project):
     ):
         assert any(name.endswith(curve) for name in names), (curve, names)
 
+    # a shared-filesystem remote: push everything, lose the prepared data, pull it back unchanged
+    remote = root.parent / "shared-remote"
+    dvc(project, "remote", "add", "--local", "--force", "--default", "shared", str(remote))
+    dvc(project, "push")
+    shutil.rmtree(root / "data" / "prepared" / "census")
+    dvc(project, "pull", "prepare@census")
+    assert "up to date" in dvc(project, "status", "prepare@census").stdout
+
     # an experiment on one model's params re-runs that model's chain only
     exp = dvc(project, "exp", "run", "-S", "models.shared_bottom.dropout=0.1")
     assert "Running stage 'train_census@shared_bottom'" in exp.stdout
@@ -139,3 +158,27 @@ def _metrics_files(shown: dict) -> dict:
         for name, entry in revision.get("data", {}).items():
             files[name] = entry.get("data", {})
     return files
+
+
+def test_a_dag_run_gives_the_metrics_dvc_repro_gave(project, reproduced, tmp_path):
+    """Same data and params through the DAG (dag.test) as through dvc repro: the same test metrics."""
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.utils import db
+    from airflow.utils.state import DagRunState
+
+    from tests.orchestration.conftest import tiny_conf
+
+    root, _ = project
+    db.initdb()
+    dag = DagBag(dag_folder=str(Path(__file__).resolve().parents[2] / "dags"), safe_mode=False).dags
+    run = dag["mtl_retrain_census"].test(
+        run_conf=tiny_conf("census", str(tmp_path / "data"), ["shared_bottom"])
+    )
+    assert run.state == DagRunState.SUCCESS
+    by_dvc = json.loads((root.parent / "census-shared_bottom-by-dvc.json").read_text())["outputs"]
+    by_dag = json.loads((tmp_path / "data/models/census/shared_bottom/eval/test/metrics.json").read_text())[
+        "outputs"
+    ]
+    for output in ("income", "marital"):
+        assert by_dag[output]["auc"] == pytest.approx(by_dvc[output]["auc"], abs=1e-9)
+        assert by_dag[output]["logloss"] == pytest.approx(by_dvc[output]["logloss"], abs=1e-9)

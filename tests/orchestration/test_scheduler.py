@@ -19,8 +19,13 @@ def test_rest_triggered_run_with_local_executor_on_postgresql(tmp_path):
     require_service("PostgreSQL", PG["host"], PG["port"])
     data = tmp_path / "data"
     with ScratchDatabase("mtl_airflow") as sql_conn:
+        home = tmp_path / "home"  # the user's home directory: nothing may be written there
+        home.mkdir()
         cluster = AirflowCluster(
-            tmp_path / "airflow", sql_conn, "LocalExecutor", {"MTL_HOME": str(tmp_path / "state")}
+            tmp_path / "airflow",
+            sql_conn,
+            "LocalExecutor",
+            {"MTL_HOME": str(tmp_path / "state"), "HOME": str(home)},
         )
         cluster.init()
         cluster.start("api-server", "api-server", "--port", str(cluster.port))
@@ -40,3 +45,4 @@ def test_rest_triggered_run_with_local_executor_on_postgresql(tmp_path):
         finally:
             cluster.stop()
         assert all(p.poll() is not None for p in cluster.processes.values())
+        assert sorted(str(p.relative_to(home)) for p in home.rglob("*")) == []
