@@ -318,7 +318,14 @@ def _run_main(args: argparse.Namespace) -> Any:
     _say(args, "")
     _say(args, format_table(outcome.registrations) if outcome.registrations else "no model was registered")
     _say(args, "")
+    from mtl.tracking.store import redact, resolve
+
     _say(args, f"{len(outcome.dags)} DAG runs in {outcome.seconds:.0f} s; logs in {outcome.log_dir}")
+    _say(
+        args,
+        f"data and models: {Path(args.data_dir).resolve()}; MLflow: {redact(resolve(_params(args)).uri)}",
+    )
+    _say(args, "browse the DAGs, runs and registry with `make ui` (mtl ui)")
     failed = [d.dag_id for d in outcome.dags if not d.succeeded]
     if failed:
         raise MtlError(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -9,6 +11,18 @@ from typing import Any
 import torch
 
 from mtl.errors import TrainingError
+
+
+@functools.cache
+def code_version() -> str:
+    """md5 of the ``mtl`` package's Python sources. Part of every resume fingerprint: a checkpoint resumes
+    only under the code that wrote it (a fix to a model must retrain it, not pick up its old weights)."""
+    package = Path(__file__).resolve().parents[1]
+    digest = hashlib.md5()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

@@ -40,6 +40,7 @@ from mtl.models import ModelSpec, build_model
 from mtl.training import artifacts
 from mtl.training.adaptation import adapt_batched, adapt_sequential, score
 from mtl.training.campaigns import CampaignSplit, load_campaign_split
+from mtl.training.checkpoint import code_version
 from mtl.training.device import resolve_device
 from mtl.training.meta import EpochCallback, MetaTrainer
 from mtl.training.plain import train_plain
@@ -231,6 +232,7 @@ def _fingerprint(
         "hyperparameters": model.params.model_dump(mode="json"),
         "content_hash": metadata.content_hash,
         "seed": seed,
+        "code": code_version(),
         "settings": {k: v for k, v in settings.items() if k not in _NOT_IN_FINGERPRINT},
     }
     return json.loads(json.dumps(value, sort_keys=True))

@@ -30,6 +30,7 @@ from mtl.evaluation import (
 )
 from mtl.models import ModelSpec, build_model
 from mtl.training import artifacts
+from mtl.training.checkpoint import code_version
 from mtl.training.data import SplitSource
 from mtl.training.device import resolve_device, resolve_precision
 from mtl.training.distributed import setup_distributed, teardown_distributed
@@ -86,6 +87,7 @@ def train_model(
                 "hyperparameters": model.params.model_dump(mode="json"),
                 "content_hash": metadata.content_hash,
                 "seed": params.seed,
+                "code": code_version(),
                 "train": {k: v for k, v in train_settings.items() if k not in _NOT_IN_FINGERPRINT},
             }
         )

@@ -148,6 +148,19 @@ def test_a_checkpoint_of_another_run_is_not_resumed(data_dir):
     assert again["training"]["resumed_from_epoch"] is None
 
 
+def test_a_checkpoint_written_by_other_code_is_not_resumed(data_dir, monkeypatch):
+    """Same data, params and seed, but the mtl sources changed (a fix): train again, do not reuse."""
+    from mtl.training import workflow
+
+    params = small_params("train.epochs=1")
+    pipeline.train("census", "mmoe", data_dir=data_dir, params=params)
+    same = pipeline.train("census", "mmoe", data_dir=data_dir, params=params)
+    assert same["training"]["resumed_from_epoch"] == 1  # the same code: the finished run is reused
+    monkeypatch.setattr(workflow, "code_version", lambda: "other-code")
+    fixed = pipeline.train("census", "mmoe", data_dir=data_dir, params=params)
+    assert fixed["training"]["resumed_from_epoch"] is None
+
+
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # torch notices the foreign pickle
 def test_a_malicious_checkpoint_is_not_unpickled(data_dir, tmp_path):
     marker = tmp_path / "pwned"

@@ -101,6 +101,22 @@ class AirflowCluster:
         self.processes: dict[str, subprocess.Popen] = {}
         self.token: str | None = None
 
+    def start_control_plane(self) -> None:
+        """Migrate, create pools, then the API server, scheduler and DAG processor."""
+        self.init()
+        self.start("api-server", "api-server", "--port", str(self.port))
+        self.start("scheduler", "scheduler")
+        self.start("dag-processor", "dag-processor")
+
+    def run_dag(self, dag_id: str, conf: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, str]]:
+        """Wait for the API and the parsed DAG, trigger a run over REST, wait for it to end: its id, the
+        run and the state of each task instance."""
+        self.wait_until_up()
+        self.wait_for_dag(dag_id)
+        run_id = self.trigger(dag_id, conf)
+        run = self.wait_for_run(dag_id, run_id)
+        return run_id, run, self.task_states(dag_id, run_id)
+
     def airflow(self) -> str:
         return str(Path(sys.executable).with_name("airflow"))
 

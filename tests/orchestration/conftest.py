@@ -4,6 +4,7 @@ session's temporary state folder, applied before anything imports airflow."""
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import yaml
@@ -62,3 +63,24 @@ def tiny_conf(dataset: str, data_dir: str, models: list[str], **extra) -> dict:
         "overrides": {**TINY, **WIDE_RATES},
         **extra,
     }
+
+
+def clean_copy(repo_root: Path, target: Path) -> Path:
+    """The working tree as a fresh clone would have it: tracked and unignored files, a new git repo."""
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=repo_root,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split("\0")
+    for name in filter(None, files):
+        source = repo_root / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            (target / name).write_bytes(source.read_bytes())
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], cwd=target, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=target, check=True)
+    subprocess.run([*git, "commit", "-qm", "clean"], cwd=target, check=True)
+    return target

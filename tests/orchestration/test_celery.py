@@ -34,17 +34,11 @@ def test_celery_worker_runs_a_dag_from_redis_and_postgresql(tmp_path):
                 "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
             },
         )
-        cluster.init()
-        cluster.start("api-server", "api-server", "--port", str(cluster.port))
-        cluster.start("scheduler", "scheduler")
-        cluster.start("dag-processor", "dag-processor")
+        cluster.start_control_plane()
         cluster.start("worker", "celery", "worker", "--queues", "default,gpu", "--concurrency", "2")
         try:
-            cluster.wait_until_up()
-            cluster.wait_for_dag("mtl_retrain_census")
-            run_id = cluster.trigger("mtl_retrain_census", tiny_conf("census", str(data), ["shared_bottom"]))
-            run = cluster.wait_for_run("mtl_retrain_census", run_id)
-            states = cluster.task_states("mtl_retrain_census", run_id)
+            conf = tiny_conf("census", str(data), ["shared_bottom"])
+            run_id, run, states = cluster.run_dag("mtl_retrain_census", conf)
             assert run["state"] == "success", (states, cluster.logs())
             instances = cluster.api("GET", f"/dags/mtl_retrain_census/dagRuns/{run_id}/taskInstances").json()
             queues = {ti["task_id"]: ti["queue"] for ti in instances["task_instances"]}

@@ -15,32 +15,11 @@ import pytest
 import yaml
 
 from mtl.config import apply_overrides
-from tests.orchestration.conftest import TINY
+from tests.orchestration.conftest import TINY, clean_copy
 
 pytestmark = pytest.mark.slow
 
 MODELS = {"aliccp": ["mmoe"], "census": ["shared_bottom"], "lookalike": ["metaheac"]}
-
-
-def clean_copy(repo_root: Path, target: Path) -> Path:
-    """The working tree as a fresh clone would have it: tracked and unignored files, a new git repo."""
-    files = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=repo_root,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.split("\0")
-    for name in filter(None, files):
-        source = repo_root / name
-        if source.is_file():
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            (target / name).write_bytes(source.read_bytes())
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
-    subprocess.run([*git, "init", "-q"], cwd=target, check=True)
-    subprocess.run([*git, "add", "-A"], cwd=target, check=True)
-    subprocess.run([*git, "commit", "-qm", "clean"], cwd=target, check=True)
-    return target
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from mlflow import MlflowClient
 
-from mtl import paths
+from mtl import paths, pipeline
+from mtl.tracking import lineage
 from tests.conftest import require_service
 from tests.orchestration.cluster import PG, AirflowCluster, ScratchDatabase
 from tests.orchestration.conftest import tiny_conf
@@ -27,21 +29,19 @@ def test_rest_triggered_run_with_local_executor_on_postgresql(tmp_path):
             "LocalExecutor",
             {"MTL_HOME": str(tmp_path / "state"), "HOME": str(home)},
         )
-        cluster.init()
-        cluster.start("api-server", "api-server", "--port", str(cluster.port))
-        cluster.start("scheduler", "scheduler")
-        cluster.start("dag-processor", "dag-processor")
+        cluster.start_control_plane()
         try:
-            cluster.wait_until_up()
-            cluster.wait_for_dag("mtl_retrain_census")
-            run_id = cluster.trigger("mtl_retrain_census", tiny_conf("census", str(data), ["shared_bottom"]))
-            run = cluster.wait_for_run("mtl_retrain_census", run_id)
-            states = cluster.task_states("mtl_retrain_census", run_id)
+            conf = tiny_conf("census", str(data), ["shared_bottom"])
+            run_id, run, states = cluster.run_dag("mtl_retrain_census", conf)
             assert run["state"] == "success", (states, cluster.logs())
             assert set(states.values()) == {"success"}
             assert "model.train[0]" in states
             registration = json.loads(paths.registration_file(data, "census", "shared_bottom").read_text())
             assert registration["decision"] == "promoted", registration["reasons"]
+            store = f"sqlite:///{tmp_path / 'state' / 'mlflow' / 'mlflow.db'}"
+            tags = MlflowClient(store).get_run(registration["mlflow_run_id"]).data.tags
+            assert tags[lineage.TAG_DAG_RUN_ID] == run_id
+            assert tags[lineage.TAG_DVC_HASH] == pipeline.prepared_dvc_hash(data, "census")
         finally:
             cluster.stop()
         assert all(p.poll() is not None for p in cluster.processes.values())
