@@ -5,7 +5,6 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
-import socket
 import tempfile
 from pathlib import Path
 
@@ -34,20 +33,3 @@ def repo_root() -> Path:
 def mtl_home() -> Path:
     return _SESSION_HOME
 
-
-def service_available(host: str, port: int, timeout: float = 0.5) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def require_service(name: str, host: str, port: int) -> None:
-    """Skip with a reason where a local service is absent; fail instead under MTL_REQUIRE_SERVICES=1 (CI)."""
-    if service_available(host, port):
-        return
-    message = f"{name} is not reachable at {host}:{port}"
-    if os.environ.get("MTL_REQUIRE_SERVICES") == "1":
-        pytest.fail(f"{message}, and MTL_REQUIRE_SERVICES=1 makes it mandatory")
-    pytest.skip(f"{message} (start it, or run in CI where it is mandatory)")

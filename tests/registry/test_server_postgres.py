@@ -16,6 +16,7 @@ from mlflow import MlflowClient
 from mtl import pipeline
 from mtl.registry import manage
 from tests.registry.conftest import free_port, registry_params, stop_process_group, wait_for_http
+from tests.services import require_service
 
 PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
 WIDE = [
@@ -28,9 +29,7 @@ WIDE = [
 @pytest.fixture
 def postgres_database(request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh database for this test, dropped afterwards."""
-    # tests/conftest.py as pytest loaded it: importing `tests.conftest` would run it a second time
-    root = request.config.pluginmanager.get_plugin(str(Path(__file__).parents[1] / "conftest.py"))
-    root.require_service("PostgreSQL", PG_HOST, PG_PORT)
+    require_service("PostgreSQL", PG_HOST, PG_PORT)
     import psycopg2
 
     name = f"mtl_test_{uuid.uuid4().hex[:12]}"
