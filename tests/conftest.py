@@ -32,4 +32,3 @@ def repo_root() -> Path:
 @pytest.fixture(scope="session")
 def mtl_home() -> Path:
     return _SESSION_HOME
-
