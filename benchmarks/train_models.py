@@ -214,7 +214,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", type=Path, default=Path("data"))
     parser.add_argument("--prepared-dir", help="a prepared Ali-CCP directory to use instead of --data-dir")
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    funnel_models = [name for name in MODELS if name != "metaheac"]  # MetaHeac: benchmarks/metaheac.py
+    parser.add_argument("--models", nargs="+", default=funnel_models, choices=funnel_models)
     parser.add_argument("--vocab-models", nargs="*", default=["esmm", "mmoe"])
     parser.add_argument("--repeats", type=int, default=4, help="trainer epochs, each followed by a bare run")
     parser.add_argument("--bare-rows", type=int, default=200_000, help="rows of prebuilt batches (bare loop)")

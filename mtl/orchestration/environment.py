@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -41,6 +42,11 @@ def airflow_environment(base: Mapping[str, str] | None = None, root: Path | None
         env.setdefault(key, value)
     env.setdefault("MTL_HOME", str(state_dir()))
     env.setdefault("MTL_PARAMS", str(root / "params.yaml"))
+    # this environment's console scripts first: `airflow standalone` starts `airflow ...` by name, and
+    # `mlflow models serve` starts `uvicorn`
+    scripts = str(Path(sys.executable).parent)
+    if scripts not in env.get("PATH", "").split(os.pathsep):
+        env["PATH"] = os.pathsep.join(filter(None, [scripts, env.get("PATH")]))
     for folder in ("AIRFLOW_HOME", "MPLCONFIGDIR", "XDG_CACHE_HOME"):
         Path(env[folder]).mkdir(parents=True, exist_ok=True)
     return env

@@ -185,6 +185,14 @@ def start_uis(airflow_port: int = 8080, mlflow_port: int = 5000) -> int:
     print(f"Airflow UI: http://127.0.0.1:{airflow_port} (user admin; password in {passwords})")
     print(f"MLflow UI:  http://127.0.0.1:{mlflow_port}  (store {tracking_uri})")
     print("Ctrl-C stops both.", flush=True)
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    # Ctrl-C, and a SIGTERM from a supervisor, both stop the UIs' process groups (a shell that
+    # backgrounds this command may have set SIGINT to ignored: take it back)
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     try:
         while all(p.poll() is None for p in processes.values()):
             time.sleep(1)
