@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command(
         "train",
         "Train a model on a prepared dataset (early stopping on the validation split; resumes from "
-        "its last checkpoint). Run under torchrun for distributed data parallel.",
+        "its last checkpoint). train.distributed.nproc_per_node > 1 launches torchrun (DDP).",
         _train,
     )
     sub.add_argument("dataset", choices=DATASET_CHOICES)

@@ -57,6 +57,61 @@ def _run_context(context: dict[str, Any]) -> dict[str, str]:
     return {"orchestrator": "airflow", "dag_id": context["dag"].dag_id, "dag_run_id": context["run_id"]}
 
 
+# The model steps, shared by the multi-task DAGs' mapped group and the look-alike DAG: each is one
+# ``mtl.pipeline`` call with this run's data directory and params.
+
+
+def _train(dataset: str, model: str, prepared: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+    from mtl import pipeline
+
+    return pipeline.train(
+        dataset,
+        model,
+        data_dir=_data_dir(context),
+        params=_run_params(context, dataset),
+        run_context={**_run_context(context), "dvc_hash": prepared["dvc_hash"]},
+    )
+
+
+def _evaluate(
+    dataset: str, model: str, trained: dict[str, Any], split: str, context: dict[str, Any]
+) -> dict[str, Any]:
+    from mtl import pipeline
+
+    return pipeline.evaluate(
+        dataset,
+        model,
+        data_dir=_data_dir(context),
+        params=_run_params(context, dataset),
+        split=split,
+        mlflow_run_id=trained.get("mlflow_run_id"),
+    )
+
+
+def _gate(dataset: str, model: str, mlflow_run_id: str | None, context: dict[str, Any]) -> dict[str, Any]:
+    from mtl import pipeline
+
+    return pipeline.gate(
+        dataset,
+        model,
+        data_dir=_data_dir(context),
+        params=_run_params(context, dataset),
+        mlflow_run_id=mlflow_run_id,
+    )
+
+
+def _register(dataset: str, decision: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+    from mtl import pipeline
+
+    return pipeline.register(
+        dataset,
+        decision["model"],
+        data_dir=_data_dir(context),
+        params=_run_params(context, dataset),
+        decision=decision,
+    )
+
+
 def _doc(dataset: str, defaults: Params) -> str:
     models = ", ".join(defaults.dataset(dataset).models)
     if dataset == "lookalike":
@@ -185,55 +240,22 @@ def build_retrain_dag(dataset: str, defaults: Params | None = None):
 
             @task(pool=GPU_POOL, queue=GPU_QUEUE)
             def meta_train(prepared: dict[str, Any], **context: Any) -> dict[str, Any]:
-                from mtl import pipeline
-
-                return pipeline.train(
-                    dataset,
-                    "metaheac",
-                    data_dir=_data_dir(context),
-                    params=_run_params(context, dataset),
-                    run_context={**_run_context(context), "dvc_hash": prepared["dvc_hash"]},
-                )
+                return _train(dataset, "metaheac", prepared, context)
 
             def evaluate_split(split: str):
                 @task(task_id=f"evaluate_{split.removeprefix('test_')}")
                 def evaluate(trained: dict[str, Any], **context: Any) -> dict[str, Any]:
-                    from mtl import pipeline
-
-                    return pipeline.evaluate(
-                        dataset,
-                        "metaheac",
-                        data_dir=_data_dir(context),
-                        params=_run_params(context, dataset),
-                        split=split,
-                        mlflow_run_id=trained.get("mlflow_run_id"),
-                    )
+                    return _evaluate(dataset, "metaheac", trained, split, context)
 
                 return evaluate
 
             @task
             def gate(trained: dict[str, Any], hot: dict[str, Any], cold: dict[str, Any], **context: Any):
-                from mtl import pipeline
-
-                return pipeline.gate(
-                    dataset,
-                    "metaheac",
-                    data_dir=_data_dir(context),
-                    params=_run_params(context, dataset),
-                    mlflow_run_id=trained.get("mlflow_run_id"),
-                )
+                return _gate(dataset, "metaheac", trained.get("mlflow_run_id"), context)
 
             @task(outlets=[models_asset(dataset)])
             def register(decision: dict[str, Any], **context: Any) -> dict[str, Any]:
-                from mtl import pipeline
-
-                return pipeline.register(
-                    dataset,
-                    "metaheac",
-                    data_dir=_data_dir(context),
-                    params=_run_params(context, dataset),
-                    decision=decision,
-                )
+                return _register(dataset, decision, context)
 
             trained = meta_train(prepared)
             hot = evaluate_split("test_hot")(trained)
@@ -249,52 +271,19 @@ def build_retrain_dag(dataset: str, defaults: Params | None = None):
         def per_model(model: str, prepared: dict[str, Any]):
             @task(pool=GPU_POOL, queue=GPU_QUEUE)
             def train(model: str, prepared: dict[str, Any], **context: Any) -> dict[str, Any]:
-                from mtl import pipeline
-
-                return pipeline.train(
-                    dataset,
-                    model,
-                    data_dir=_data_dir(context),
-                    params=_run_params(context, dataset),
-                    run_context={**_run_context(context), "dvc_hash": prepared["dvc_hash"]},
-                )
+                return _train(dataset, model, prepared, context)
 
             @task
             def evaluate(trained: dict[str, Any], **context: Any) -> dict[str, Any]:
-                from mtl import pipeline
-
-                return pipeline.evaluate(
-                    dataset,
-                    trained["model"],
-                    data_dir=_data_dir(context),
-                    params=_run_params(context, dataset),
-                    split="test",
-                    mlflow_run_id=trained.get("mlflow_run_id"),
-                )
+                return _evaluate(dataset, trained["model"], trained, "test", context)
 
             @task
             def gate(evaluated: dict[str, Any], **context: Any) -> dict[str, Any]:
-                from mtl import pipeline
-
-                return pipeline.gate(
-                    dataset,
-                    evaluated["model"],
-                    data_dir=_data_dir(context),
-                    params=_run_params(context, dataset),
-                    mlflow_run_id=evaluated.get("mlflow_run_id"),
-                )
+                return _gate(dataset, evaluated["model"], evaluated.get("mlflow_run_id"), context)
 
             @task(outlets=[models_asset(dataset)])
             def register(decision: dict[str, Any], **context: Any) -> dict[str, Any]:
-                from mtl import pipeline
-
-                return pipeline.register(
-                    dataset,
-                    decision["model"],
-                    data_dir=_data_dir(context),
-                    params=_run_params(context, dataset),
-                    decision=decision,
-                )
+                return _register(dataset, decision, context)
 
             return register(gate(evaluate(train(model, prepared))))
 
