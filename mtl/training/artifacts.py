@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,19 @@ METRICS = "metrics.json"
 HISTORY = "history.json"
 PREDICTIONS = "predictions.parquet"
 PLOTS = "plots"
+
+
+def record_split_metrics(
+    model_dir: Path, dataset: str, model: str, split: str, metrics: dict[str, Any]
+) -> None:
+    """Set ``splits.<split>`` in the model's metrics.json, under a file lock: evaluations of different
+    splits (MetaHeac's hot and cold, or test and valid) may run at the same time."""
+    summary_path = Path(model_dir) / METRICS
+    with open(summary_path.with_name(f".{summary_path.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        summary = read_json(summary_path, {"dataset": dataset, "model": model, "splits": {}})
+        summary.setdefault("splits", {})[split] = metrics
+        write_json_atomic(summary_path, summary)
 
 
 def model_config(model: MultiTaskModel, metadata: DatasetMetadata, extra: dict[str, Any]) -> dict[str, Any]:

@@ -19,7 +19,6 @@ the two can run (and fail, and be retried) independently. ``eval/<split>/`` then
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import time
@@ -184,7 +183,7 @@ def evaluate_metaheac(dataset: str, *, data_dir: Path, params: Params, split: st
     out = paths.evaluation_dir(data_dir, dataset, MODEL, split)
     plots = _write_evaluation(out, stage1, stage2, labels, probabilities, adaptation.top_fraction)
     write_json_atomic(out / artifacts.METRICS, metrics)
-    _record_split(model_dir / artifacts.METRICS, split, metrics)
+    artifacts.record_split_metrics(model_dir, dataset, MODEL, split, metrics)
     return {
         "dataset": dataset,
         "model": MODEL,
@@ -264,15 +263,6 @@ def _load(model_dir: Path, metadata: DatasetMetadata, device: torch.device) -> t
             "%s was trained on data %s; evaluating on %s", model_dir, trained_on, metadata.content_hash
         )
     return model.to(device)
-
-
-def _record_split(summary_path: Path, split: str, metrics: dict[str, Any]) -> None:
-    """Add ``splits.<split>`` to the model's metrics.json under a lock: hot and cold may run at once."""
-    with open(summary_path.with_name(f".{summary_path.name}.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        summary = artifacts.read_json(summary_path, {"model": MODEL, "splits": {}})
-        summary.setdefault("splits", {})[split] = metrics
-        write_json_atomic(summary_path, summary)
 
 
 def _write_evaluation(

@@ -172,10 +172,7 @@ def evaluate_model(
     )
     out = paths.evaluation_dir(data_dir, dataset, model_name, split)
     plots = _write_evaluation(out, model.spec, predictions, metrics)
-    summary_path = model_dir / artifacts.METRICS
-    summary = artifacts.read_json(summary_path, {"dataset": dataset, "model": model_name, "splits": {}})
-    summary.setdefault("splits", {})[split] = metrics
-    write_json_atomic(summary_path, summary)
+    artifacts.record_split_metrics(model_dir, dataset, model_name, split, metrics)
     return {
         "dataset": dataset,
         "model": model_name,
