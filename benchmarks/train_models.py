@@ -41,10 +41,10 @@ from mtl import paths, pipeline  # noqa: E402
 from mtl.config import Params, load_params  # noqa: E402
 from mtl.datasets.prepared import load_metadata, read_split  # noqa: E402
 from mtl.models import MODELS, ModelSpec, build_model  # noqa: E402
-from mtl.testing import ALICCP_MULTI, ALICCP_SINGLE  # noqa: E402
 from mtl.training.data import TensorSplit  # noqa: E402
 from mtl.training.device import resolve_device, resolve_precision  # noqa: E402
 from mtl.training.optim import build_optimizers, use_sparse_embeddings  # noqa: E402
+from tests.support.prepared import ALICCP_MULTI, ALICCP_SINGLE  # noqa: E402
 
 DATASET = "aliccp"
 RESULTS = ROOT / "benchmarks" / "results" / "train_models.json"

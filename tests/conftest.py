@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+# Fixtures of tests.support (planted-signal prepared data, MetaHeac data, a tracked model), for every folder.
+pytest_plugins = ["tests.support.models", "tests.support.metaheac", "tests.support.tracked"]
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 _SESSION_HOME = Path(tempfile.mkdtemp(prefix="mtl-test-home-"))
 atexit.register(shutil.rmtree, _SESSION_HOME, ignore_errors=True)

@@ -114,7 +114,7 @@ def _finish(
         tags=[runs.run_tag(k, v) for k, v in labels.items()],
     )
     log_prepared_input(client, run_id, dataset, prepared, metadata, "training")
-    if not (prepared / ENCODERS_FILE).is_file():  # e.g. mtl.testing fixtures: ids without raw values
+    if not (prepared / ENCODERS_FILE).is_file():  # e.g. tests.support.prepared: ids, no raw values
         log.warning("%s has no %s: no servable model is logged for run %s", prepared, ENCODERS_FILE, run_id)
         client.set_tag(run_id, "mtl.model_logged", f"false: {prepared} has no {ENCODERS_FILE}")
         client.set_terminated(run_id, "FINISHED")

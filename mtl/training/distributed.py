@@ -7,7 +7,7 @@ NCCL has no sparse all-reduce, so under NCCL embedding gradients are dense (``tr
 
 N ranks reproduce one process up to float rounding, which Adam can amplify for near-zero gradients:
 measured 2 gloo ranks vs 1 process, validation AUC/logloss within 2.4e-5, 99% of weights within 6e-5
-(``tests/model/test_distributed.py`` documents the measurement and the tolerances it enforces). Exact
+(``tests/training/test_distributed.py`` documents the measurement and the tolerances it enforces). Exact
 equivalence also needs dropout 0 and no batch norm (per-rank masks and statistics; on CUDA batch norm
 becomes SyncBatchNorm).
 """

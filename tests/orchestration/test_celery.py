@@ -10,9 +10,9 @@ import random
 import pytest
 
 from mtl import paths
-from tests.orchestration.cluster import PG, AirflowCluster, ScratchDatabase
-from tests.orchestration.conftest import tiny_conf
-from tests.services import require_service
+from tests.support.cluster import PG, AirflowCluster, ScratchDatabase
+from tests.support.orchestration import tiny_conf
+from tests.support.services import require_service
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
 

@@ -17,7 +17,7 @@ from mtl.config import load_params
 from mtl.registry import tags as T
 from mtl.tracking import lineage
 from mtl.tracking.store import resolve
-from tests.orchestration.conftest import tiny_conf
+from tests.support.orchestration import tiny_conf
 
 pytestmark = pytest.mark.slow
 

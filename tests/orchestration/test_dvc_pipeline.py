@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from mtl.config import apply_overrides
-from tests.orchestration.conftest import TINY, clean_copy
+from tests.support.orchestration import TINY, clean_copy
 
 pytestmark = pytest.mark.slow
 
@@ -145,7 +145,7 @@ def test_a_dag_run_gives_the_metrics_dvc_repro_gave(project, reproduced, tmp_pat
     from airflow.utils import db
     from airflow.utils.state import DagRunState
 
-    from tests.orchestration.conftest import tiny_conf
+    from tests.support.orchestration import tiny_conf
 
     root, _ = project
     db.initdb()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.orchestration.conftest import OPEN_GATE, TINY, WIDE_RATES, clean_copy
+from tests.support.orchestration import OPEN_GATE, TINY, WIDE_RATES, clean_copy
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.orchestration.cluster import free_port
+from tests.support.cluster import free_port
 
 pytestmark = pytest.mark.slow
 

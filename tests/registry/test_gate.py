@@ -18,7 +18,7 @@ from mtl.errors import TrackingError
 from mtl.registry import tags as T
 from mtl.registry.tags import RegistrationError
 from mtl.tracking.store import connect
-from tests.registry.conftest import evaluated_copy, free_port, registry_params
+from tests.support.tracked import evaluated_copy, free_port, registry_params
 
 NAME = "aliccp-mmoe"
 

@@ -6,7 +6,7 @@ import pytest
 from mlflow import MlflowClient
 
 from mtl import pipeline
-from tests.registry.conftest import registry_params
+from tests.support.tracked import registry_params
 
 WIDE = ["gate.aliccp.floors={click: 0.0, ctcvr: 0.0}", "gate.aliccp.prediction_rate_ratio=[0.001, 1000.0]"]
 

@@ -15,8 +15,8 @@ from mlflow import MlflowClient
 
 from mtl import pipeline
 from mtl.registry import manage
-from tests.registry.conftest import free_port, registry_params, stop_process_group, wait_for_http
-from tests.services import require_service
+from tests.support.services import require_service
+from tests.support.tracked import free_port, registry_params, stop_process_group, wait_for_http
 
 PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
 WIDE = [

@@ -23,7 +23,7 @@ from mtl.models import build_model
 from mtl.training.campaigns import load_campaign_split
 from mtl.training.checkpoint import load_checkpoint
 from mtl.training.meta import TaskSampler, adapted_query_loss
-from tests.model.metaheac_support import SMALL, fresh_data_dir, small_params
+from tests.support.metaheac import SMALL, fresh_data_dir, small_params
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

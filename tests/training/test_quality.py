@@ -9,7 +9,7 @@ import pytest
 from mtl import pipeline
 from mtl.datasets.prepared import load_metadata
 from mtl.evaluation import oracle_aucs
-from tests.model.helpers import MULTI_TASK_MODELS, small_params
+from tests.support.models import MULTI_TASK_MODELS, small_params
 
 CASES = [("aliccp", name) for name in MULTI_TASK_MODELS] + [
     ("census", n) for n in MULTI_TASK_MODELS if n != "esmm"

@@ -12,7 +12,7 @@ from mlflow import MlflowClient
 from mtl import paths, pipeline
 from mtl.errors import TrackingError, TrainingError
 from mtl.tracking import lineage, runs, store
-from tests.registry.conftest import DAG_CONTEXT, free_port, registry_params
+from tests.support.tracked import DAG_CONTEXT, free_port, registry_params
 
 
 def test_training_run_has_params_lineage_epochs_and_a_parent(tracked_model, data_root):

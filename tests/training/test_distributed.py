@@ -22,7 +22,7 @@ from mtl import paths, pipeline
 from mtl.datasets.prepared import load_metadata
 from mtl.models import build_model
 from mtl.training.data import SplitSource, train_batches
-from tests.model.helpers import link_prepared, small_params
+from tests.support.models import link_prepared, small_params
 
 METRIC_TOLERANCE = 1e-4
 WEIGHT_P99_TOLERANCE = 1e-4

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from mtl.datasets.prepared import DenseField, FeatureSchema, MultiField, SparseField
 from mtl.models.layers import FeatureBatch, FeatureInput, bce_with_log_prob, initialise, log1mexp
 from mtl.training.optim import build_optimizers
-from tests.model.helpers import small_params
+from tests.support.models import small_params
 
 SCHEMA = FeatureSchema(
     sparse=(SparseField("user", 50), SparseField("item", 30)),

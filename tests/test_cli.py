@@ -7,7 +7,7 @@ import json
 import pytest
 
 from mtl import cli, paths
-from tests.model.helpers import SMALL
+from tests.support.models import SMALL
 
 
 def run(data_dir, *args: str) -> int:

@@ -15,7 +15,7 @@ from mtl.errors import ModelConfigError
 from mtl.models import ModelSpec, build_model
 from mtl.models.metaheac import MetaHeac
 from mtl.training.campaigns import compact_ids, compact_weights, load_campaign_split
-from tests.model.metaheac_support import small_params
+from tests.support.metaheac import small_params
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -13,7 +13,7 @@ from mtl.training.adaptation import adapt_batched, adapt_sequential, score
 from mtl.training.artifacts import load_trained_model
 from mtl.training.campaigns import CampaignSplit, load_campaign_split
 from mtl.training.data import TensorSplit
-from tests.model.metaheac_support import small_params
+from tests.support.metaheac import small_params
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -60,7 +60,9 @@ def test_same_seed_same_bytes_other_seed_other_data(tmp_path: Path) -> None:
 
 
 def test_row_ranges_are_checked_when_parameters_load() -> None:
-    with pytest.raises(ConfigError, match=r"hot_rows must be \[min, max\] with 1 <= min <= max, got \[300, 30\]"):
+    with pytest.raises(
+        ConfigError, match=r"hot_rows must be \[min, max\] with 1 <= min <= max, got \[300, 30\]"
+    ):
         settings(hot_rows=[300, 30])
 
 
@@ -70,12 +72,16 @@ def test_campaign_structure_and_published_layout() -> None:
     assert list(frames) == list(SPLITS)
     for frame in frames.values():
         assert list(frame.columns) == list(COLUMNS)
-        assert all(frame[c].dtype == np.int64 for c in INT_COLUMNS) and frame.index.dtype == np.int64
+        assert all(frame[c].dtype == np.int64 for c in INT_COLUMNS)
+        assert frame.index.dtype == np.int64
         for field, width in DYNAMIC_FIELDS.items():
             cells = np.stack(frame[field].to_numpy())
-            assert frame[field].dtype == object and cells.dtype == np.int64 and cells.shape[1] == width
+            assert frame[field].dtype == object
+            assert cells.dtype == np.int64
+            assert cells.shape[1] == width
             inside = np.arange(width) < frame[f"{field}_length"].to_numpy()[:, None]
-            assert (cells[~inside] == TOKENS[field]).all() and (cells[inside] < TOKENS[field]).all()
+            assert (cells[~inside] == TOKENS[field]).all()
+            assert (cells[inside] < TOKENS[field]).all()
         ads = frame.groupby("aid")[["advertiserId", "campaignId", "adCategoryId", "productType"]].nunique()
         assert (ads == 1).all().all()  # ad features are the campaign's, constant within it
     index = np.concatenate([frame.index.to_numpy() for frame in frames.values()])
@@ -90,7 +96,8 @@ def test_campaign_structure_and_published_layout() -> None:
     assert not aids["test_hot_stage1"] & aids["test_cold_stage1"]
 
     rows = {split: frame["aid"].value_counts() for split, frame in frames.items()}
-    assert rows["test_hot_stage1"].between(150, 200).all() and rows["test_cold_stage1"].between(12, 30).all()
+    assert rows["test_hot_stage1"].between(150, 200).all()
+    assert rows["test_cold_stage1"].between(12, 30).all()
     assert rows["train"].between(40, 80).all()
     assert rows["test_hot_stage2"].sort_index().equals(rows["test_hot_stage1"].sort_index())  # fraction 1.0
     for split in ("test_hot_stage2", "test_cold_stage2"):
@@ -109,7 +116,8 @@ def test_planted_signal_is_shared_and_campaign_specific() -> None:
         labels, aids = frame["label"].to_numpy(), frame["aid"].to_numpy()
         oracle = ranking_quality(labels, truth["probability"].to_numpy(), aids)
         shared_only = ranking_quality(labels, truth["shared_logit"].to_numpy(), aids)
-        assert oracle["auc"] > 0.7 and oracle["gauc"] > 0.7, oracle
+        assert oracle["auc"] > 0.7, oracle
+        assert oracle["gauc"] > 0.7, oracle
         # the campaign-specific part is real signal that only per-campaign adaptation can pick up
         assert oracle["gauc"] > shared_only["gauc"] + 0.03, (oracle, shared_only)
         assert abs(labels.mean() - truth["probability"].mean()) < 0.03  # labels drawn from the truth
@@ -149,13 +157,16 @@ def test_download_validate_prepare_through_the_cli(tmp_path: Path) -> None:
         "test_cold_stage2": 4,
     }
     for info in metadata["splits"].values():
-        assert info["rows"] > 0 and 0 < info["label_rates"]["label"] < 1
+        assert info["rows"] > 0
+        assert 0 < info["label_rates"]["label"] < 1
     for split in ("test_hot_stage2", "test_cold_stage2"):
         assert metadata["extra"]["oracle"][split]["auc"] > 0.6
         assert metadata["extra"]["oracle"][split]["campaigns_skipped"] == 0
     assert json.loads((prepared / "encoders.json").read_text())["id_shift"] == 1
     arrays = read_split(prepared, "test_cold_stage1")
-    assert arrays.group is not None and len(set(arrays.group.tolist())) == 4
+    assert arrays.group is not None
+    assert len(set(arrays.group.tolist())) == 4
     for stage in ("raw", "prepared"):
         summary = json.loads((tmp_path / "validation" / "lookalike" / stage / "summary.json").read_text())
-        assert summary["success"] and summary["statistics"]["evaluated_expectations"] > 20
+        assert summary["success"]
+        assert summary["statistics"]["evaluated_expectations"] > 20

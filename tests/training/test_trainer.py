@@ -21,7 +21,7 @@ from mtl.errors import ConfigError, TrainingError
 from mtl.training.artifacts import load_trained_model
 from mtl.training.checkpoint import load_checkpoint
 from mtl.training.seeding import derive_seed
-from tests.model.helpers import SMALL, link_prepared, small_params
+from tests.support.models import SMALL, link_prepared, small_params
 
 # big steps overfit the small fixture within a few epochs: validation loss turns up, early stopping acts
 OVERFIT = [

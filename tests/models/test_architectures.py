@@ -14,7 +14,7 @@ from mtl.models import MODELS, ModelSpec, build_model
 from mtl.models.layers import ExpertGroup
 from mtl.training.data import TensorSplit
 from mtl.training.optim import build_optimizers
-from tests.model.helpers import MULTI_TASK_MODELS, small_params
+from tests.support.models import MULTI_TASK_MODELS, small_params
 
 
 @pytest.fixture(scope="module")

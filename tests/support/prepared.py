@@ -178,7 +178,7 @@ def write_synthetic_prepared(
         writer.open_split(split)
     return writer.finish(
         dataset=kind,
-        source="mtl.testing",
+        source="tests.support.prepared",
         funnel=["click", "purchase"] if aliccp else None,
         prepare_params={"vocab_scale": vocab_scale, "seed": seed},
         extra={"oracle_auc": oracle},

@@ -23,7 +23,7 @@ from mtl.serving.predictor import Predictor
 from mtl.tracking.runs import RUN_FILE
 from mtl.tracking.store import connect
 from mtl.training import artifacts
-from tests.registry.conftest import free_port, registry_params, stop_process_group, wait_for_http
+from tests.support.tracked import free_port, registry_params, stop_process_group, wait_for_http
 
 OUTPUTS = ["p_click", "p_purchase", "p_ctcvr"]
 

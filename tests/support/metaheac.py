@@ -52,7 +52,7 @@ SMALL = [
     "metaheac.baselines.batch_size=64",
     "metaheac.baselines.lr=0.01",
     "train.progress=false",
-    "tracking.enabled=false",  # MLflow is covered by tests/registry
+    "tracking.enabled=false",  # MLflow is covered by tests/tracking and tests/registry
 ]
 
 

@@ -104,7 +104,8 @@ def test_refuses_os_system_without_running_it(tmp_path: Path) -> None:
     data = os_system_pickle(f"touch {marker}")
     # a well-formed call of os.system: plain pickle would run it
     operations = [(op.name, arg) for op, arg, _ in pickletools.genops(data)]
-    assert ("GLOBAL", "os system") in operations and ("REDUCE", None) in operations
+    assert ("GLOBAL", "os system") in operations
+    assert ("REDUCE", None) in operations
     path.write_bytes(data)
     with pytest.raises(UnsafePickleError, match=r"train_stage1\.pkl: refusing to unpickle global os\.system"):
         load_dataframe_pickle(path)

@@ -15,7 +15,7 @@ import pytest
 from mtl import cli, paths, pipeline
 from mtl.datasets import safe_pickle
 from mtl.errors import ConfigError
-from tests.model.metaheac_support import SMALL, build_lookalike, fresh_data_dir, small_params
+from tests.support.metaheac import SMALL, build_lookalike, fresh_data_dir, small_params
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

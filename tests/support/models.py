@@ -1,11 +1,14 @@
-"""Small, fast settings and data-directory helpers shared by the model and unit tests."""
+"""Small, fast settings, data-directory helpers and the planted-signal prepared fixtures for tests."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from mtl.config import Params, load_params
 from mtl.models import MODELS
+from tests.support.prepared import write_synthetic_prepared
 
 ROWS = {"train": 6000, "valid": 2000, "test": 2000}
 
@@ -21,7 +24,7 @@ SMALL = [
     "train.embedding_lr=0.02",
     "train.lr=0.003",
     "train.progress=false",
-    "tracking.enabled=false",  # MLflow is covered by tests/registry
+    "tracking.enabled=false",  # MLflow is covered by tests/tracking and tests/registry
     *(f"models.{m}.embed_dim=8" for m in ("single_task", "shared_bottom", "esmm", "mmoe", "ple", "aitm")),
     "models.single_task.tower_dims=[32, 16]",
     "models.shared_bottom.bottom_dims=[32]",
@@ -45,3 +48,20 @@ def link_prepared(data_dir: Path, prepared: Path, dataset: str) -> Path:
     (data_dir / "prepared").mkdir(parents=True, exist_ok=True)
     (data_dir / "prepared" / dataset).symlink_to(Path(prepared).resolve(), target_is_directory=True)
     return data_dir
+
+
+@pytest.fixture(scope="session")
+def prepared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Planted-signal Ali-CCP and Census fixtures (``tests.support.prepared``), written once per session."""
+    root = tmp_path_factory.mktemp("prepared")
+    write_synthetic_prepared(root / "aliccp", "aliccp", rows=ROWS, seed=1)
+    write_synthetic_prepared(root / "census", "census", rows=ROWS, seed=2)
+    return root
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, prepared_root: Path) -> Path:
+    """A fresh data directory whose prepared/ datasets are the session's fixtures."""
+    for dataset in ("aliccp", "census"):
+        link_prepared(tmp_path, prepared_root / dataset, dataset)
+    return tmp_path
