@@ -9,7 +9,12 @@ the PaddleRec token format with the true probabilities beside it.
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
+import pyarrow as pa
 
 from mtl.config import Params
 from mtl.datasets import expectations as ex
@@ -80,6 +85,116 @@ SOURCES = {
         format=TOKEN_FORMAT,
     ),
 }
+
+# --- the parsed form every source produces: raw ids laid out in fixed slots per field ---------------------
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each field's ids live in a row of raw slots, for a given ``max_len``."""
+
+    max_len: int
+
+    @property
+    def widths(self) -> np.ndarray:
+        return np.array([self.max_len if f in MULTI_VALUED else 1 for f in FIELDS], dtype=np.int64)
+
+    @property
+    def offsets(self) -> np.ndarray:
+        return np.concatenate([[0], np.cumsum(self.widths)[:-1]])
+
+    @property
+    def slots(self) -> int:
+        return int(self.widths.sum())
+
+    def field_slots(self, index: int) -> slice:
+        start = int(self.offsets[index])
+        return slice(start, start + int(self.widths[index]))
+
+
+@dataclass
+class RawChunk:
+    """Parsed rows of one raw file: raw ids in slots, true per-field id counts, labels, dense values."""
+
+    file: str  # the raw file the rows came from (for errors and the synthetic ground truth)
+    row_id: np.ndarray  # (n,) int64
+    click: np.ndarray  # (n,) int64
+    purchase: np.ndarray  # (n,) int64
+    ids: np.ndarray  # (n, layout.slots) int64; slot j of a field is meaningful only if j < its count
+    counts: np.ndarray  # (n, len(FIELDS)) int32: ids the row had for the field (may exceed the width)
+    dense: np.ndarray | None = None  # (n, len(DENSE_FIELDS)) float64 where the source has dense values
+
+    def __len__(self) -> int:
+        return int(self.row_id.shape[0])
+
+    def take(self, mask: np.ndarray) -> RawChunk:
+        """The rows where ``mask`` is true."""
+        dense = None if self.dense is None else self.dense[mask]
+        return RawChunk(
+            self.file,
+            self.row_id[mask],
+            self.click[mask],
+            self.purchase[mask],
+            self.ids[mask],
+            self.counts[mask],
+            dense,
+        )
+
+
+def assemble_slots(
+    n_rows: int, rows: np.ndarray, fields: np.ndarray, values: np.ndarray, layout: Layout
+) -> tuple[np.ndarray, np.ndarray]:
+    """Place tokens (row, field index, raw id) -- given in file order -- into slots.
+
+    Each field keeps its first ``width`` ids in file order. Returns ``ids`` (n, slots) and ``counts``
+    (n, fields): how many ids the row had for the field, before truncation.
+    """
+    n_fields = len(FIELDS)
+    ids = np.zeros((n_rows, layout.slots), dtype=np.int64)
+    if rows.size == 0:
+        return ids, np.zeros((n_rows, n_fields), dtype=np.int32)
+    # A stable sort on the small field index (radix sort) groups tokens by field, rows still in order.
+    order = np.argsort(fields.astype(np.int8), kind="stable")
+    f, r, v = fields[order], rows[order], values[order]
+    position = np.arange(f.size)
+    new_group = np.empty(f.size, dtype=bool)
+    new_group[0] = True
+    np.not_equal(f[1:], f[:-1], out=new_group[1:])
+    new_group[1:] |= r[1:] != r[:-1]
+    rank = position - np.maximum.accumulate(np.where(new_group, position, 0))
+    keep = rank < layout.widths[f]
+    ids[r[keep], (layout.offsets[f] + rank)[keep]] = v[keep]
+    counts = np.bincount(r * n_fields + f, minlength=n_rows * n_fields).reshape(n_rows, n_fields)
+    return ids, counts.astype(np.int32)
+
+
+def slot_stats(counts: np.ndarray, layout: Layout) -> Counter[str]:
+    """Ids beyond a multi-valued field's width (truncated) and repeats of single-valued fields."""
+    stats: Counter[str] = Counter()
+    excess = np.maximum(counts - layout.widths[None, :].astype(np.int32), 0).sum(axis=0)
+    for index, name in enumerate(FIELDS):
+        if excess[index]:
+            kind = "truncated_ids" if name in MULTI_VALUED else "repeated_single_ids"
+            stats[f"{kind}.{name}"] += int(excess[index])
+    return stats
+
+
+def slot_columns(ids: np.ndarray, counts: np.ndarray, dense: np.ndarray | None) -> dict[str, pa.Array]:
+    """Slot arrays as Arrow fixed-size-list columns (for staging and join buckets on disk)."""
+    columns = {"ids": ids, "counts": counts} | ({} if dense is None else {"dense": dense})
+    return {
+        name: pa.FixedSizeListArray.from_arrays(pa.array(a.reshape(-1)), a.shape[1])
+        for name, a in columns.items()
+    }
+
+
+def column_matrix(table: pa.Table | pa.RecordBatch, name: str) -> np.ndarray:
+    """A fixed-size-list column back as an (n, width) array."""
+    column = table.column(name)
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    return column.flatten().to_numpy().reshape(len(column), column.type.list_size)
+
 
 # Raw tables are named ``<part>_<kind>``: the token files' per-line facts (``train_tokens``), the CSV
 # files as read (``valid_csv``), the Tianchi members' per-line facts (``test_skeleton``).

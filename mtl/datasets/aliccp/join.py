@@ -35,8 +35,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mtl.datasets.aliccp import DENSE_SOURCE_FIELDS, FIELD_INDEX, FIELDS
-from mtl.datasets.aliccp.prepare import (
+from mtl.datasets.aliccp import (
+    DENSE_SOURCE_FIELDS,
+    FIELD_INDEX,
+    FIELDS,
     Layout,
     RawChunk,
     assemble_slots,

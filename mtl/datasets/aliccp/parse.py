@@ -31,10 +31,13 @@ from mtl.datasets.aliccp import (
     TIANCHI_FORMAT,
     TOKEN_FILES,
     TOKEN_FORMAT,
+    Layout,
+    RawChunk,
+    assemble_slots,
+    slot_stats,
 )
 from mtl.datasets.aliccp.join import DENSE_VALUE as TIANCHI_DENSE_VALUE
 from mtl.datasets.aliccp.join import SKELETON, iter_tianchi_chunks, parsed_blocks
-from mtl.datasets.aliccp.prepare import Layout, RawChunk, assemble_slots, slot_stats
 from mtl.datasets.base import RawTable, Source, require_file
 from mtl.datasets.text import BLOCK_BYTES, drop_carriage_returns, excerpt, iter_line_blocks, row_error
 from mtl.errors import DataFormatError

@@ -12,9 +12,8 @@ import pytest
 
 from mtl.cli import main
 from mtl.config import load_params
-from mtl.datasets.aliccp import FIELDS, TOKEN_FILES, TRUTH
+from mtl.datasets.aliccp import FIELDS, TOKEN_FILES, TRUTH, Layout
 from mtl.datasets.aliccp.parse import iter_token_chunks
-from mtl.datasets.aliccp.prepare import Layout
 from mtl.datasets.aliccp.synthetic import generate
 from mtl.evaluation import roc_auc
 

@@ -13,9 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from mtl.config import load_params
-from mtl.datasets.aliccp import FIELD_INDEX, AliCCP
+from mtl.datasets.aliccp import FIELD_INDEX, AliCCP, Layout
 from mtl.datasets.aliccp.join import iter_tianchi_chunks, merge_slots
-from mtl.datasets.aliccp.prepare import Layout
 from mtl.datasets.base import Manifest
 from mtl.errors import DataFormatError, DataValidationError
 from mtl.validation import validate_raw
