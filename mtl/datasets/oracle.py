@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mtl.datasets.base import Source
@@ -111,11 +112,11 @@ class Oracle:
         parquet = pq.ParquetFile(self.path)
         for index in range(parquet.num_row_groups):  # one row group in memory at a time
             group = parquet.read_row_group(index, columns=[self.part, self.row_id, *columns])
-            parts = group.column(self.part).to_numpy(zero_copy_only=False)
+            parts = group.column(self.part)
             ids = group.column(self.row_id).to_numpy()
-            for part in lookup.keys() & set(np.unique(parts).tolist()):
+            for part in lookup.keys() & set(pc.unique(parts).to_pylist()):
                 known, where = lookup[part]
-                rows = np.flatnonzero(parts == part)
+                rows = np.flatnonzero(pc.equal(parts, part).to_numpy(zero_copy_only=False))
                 at = np.minimum(np.searchsorted(known, ids[rows]), len(known) - 1)
                 match = known[at] == ids[rows]
                 for column in columns:
