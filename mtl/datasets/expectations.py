@@ -131,11 +131,6 @@ def numbers(ranges: Mapping[str, tuple[float, float]], *, strict_min: Iterable[s
     return out
 
 
-def codes(sets: Mapping[str, Iterable[Any]]) -> list[Expect]:
-    """Each column holds only its documented codes."""
-    return [in_set(column, values) for column, values in sets.items()]
-
-
 # --- cross-split facts of prepared data ---------------------------------------------------------------
 
 

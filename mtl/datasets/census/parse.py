@@ -23,6 +23,7 @@ from mtl.datasets.census import (
     ARCHIVE,
     COLUMNS,
     DENSE,
+    FILES,
     INCOME_VALUES,
     LABEL_COLUMNS,
     LOG1P,
@@ -333,7 +334,7 @@ class OnehotLayout(Layout):
 
 class RechubLayout(Layout):
     format = RECHUB_FORMAT
-    files = tuple((name, split) for split, name in RECHUB.files.items())
+    files = FILES[RECHUB_FORMAT]
 
     def read(self, path: Path, chunk_rows: int, *, strict: bool) -> Iterator[tuple[int, pd.DataFrame]]:
         return RECHUB.read(path, chunk_rows, strict=strict)

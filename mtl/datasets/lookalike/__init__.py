@@ -93,28 +93,20 @@ def cell_kind(width: int) -> str:
     return f"ndarray[int64x{width}]"
 
 
-RAW_EXPECTATIONS = [
-    *(
-        e
-        for c in (ROW_INDEX, *INT_COLUMNS)
-        for e in (*ex.exist([c]), *ex.not_null([c]), *ex.typed([c], ["int64"]))
-    ),
-    ex.in_set(LABEL, ex.BINARY),
-    ex.between(GROUP, 0),
-    *(ex.between(column, 0, MAX_SOURCE_ID) for column in (*STATIC_FIELDS, *AD_FIELDS)),
-    *(ex.between(column, 0, MAX_RAW_LENGTH) for column in LENGTH_COLUMNS),
-    *(
-        e
-        for field, width in DYNAMIC_FIELDS.items()
-        for e in (
-            *ex.exist([field]),
-            *ex.not_null([field]),
-            ex.in_set(field, [cell_kind(width)]),
-            ex.between(field + MIN_SUFFIX, 0),
-            ex.between(field + MAX_SUFFIX, high=MAX_SOURCE_ID),
-        )
-    ),
-]
+def _raw_expectations() -> list[ex.Expect]:
+    out: list[ex.Expect] = []
+    for column in (ROW_INDEX, *INT_COLUMNS):
+        out += [*ex.exist([column]), *ex.not_null([column]), *ex.typed([column], ["int64"])]
+    out += [ex.in_set(LABEL, ex.BINARY), ex.between(GROUP, 0)]
+    out += [ex.between(column, 0, MAX_SOURCE_ID) for column in (*STATIC_FIELDS, *AD_FIELDS)]
+    out += [ex.between(column, 0, MAX_RAW_LENGTH) for column in LENGTH_COLUMNS]
+    for field, width in DYNAMIC_FIELDS.items():
+        out += [*ex.exist([field]), *ex.not_null([field]), ex.in_set(field, [cell_kind(width)])]
+        out += [ex.between(field + MIN_SUFFIX, 0), ex.between(field + MAX_SUFFIX, high=MAX_SOURCE_ID)]
+    return out
+
+
+RAW_EXPECTATIONS = _raw_expectations()
 
 
 class Lookalike(Dataset):
