@@ -26,6 +26,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -179,6 +180,25 @@ class SplitChunk:
 
     def __len__(self) -> int:
         return len(self.row_id)
+
+    @staticmethod
+    def concat(chunks: Sequence[SplitChunk]) -> SplitChunk:
+        """Encoded chunks as one (to write whole row groups)."""
+        first = chunks[0]
+        return SplitChunk(
+            labels={task: np.concatenate([c.labels[task] for c in chunks]) for task in first.labels},
+            row_id=np.concatenate([c.row_id for c in chunks]),
+            sparse={name: np.concatenate([c.sparse[name] for c in chunks]) for name in first.sparse},
+            multi={
+                name: (
+                    np.concatenate([c.multi[name][0] for c in chunks]),
+                    np.concatenate([c.multi[name][1] for c in chunks]),
+                )
+                for name in first.multi
+            },
+            dense={name: np.concatenate([c.dense[name] for c in chunks]) for name in first.dense},
+            group=None if first.group is None else np.concatenate([c.group for c in chunks]),
+        )
 
 
 # --- writing -----------------------------------------------------------------------------------------
@@ -402,6 +422,17 @@ def split_rows(prepared_dir: Path, split: str, metadata: DatasetMetadata | None 
 
 
 # --- atomic publication ------------------------------------------------------------------------------
+
+
+@contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """A temporary sibling to write, renamed onto ``path`` only if the block completes."""
+    partial = Path(path).with_name(f".{Path(path).name}.part-{os.getpid()}")
+    try:
+        yield partial
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

@@ -31,46 +31,43 @@ _RECONSTRUCT = ("numpy._core.multiarray", "_reconstruct")
 _FROMBUFFER = ("numpy._core.numeric", "_frombuffer")
 _SCALAR = ("numpy._core.multiarray", "scalar")
 _UNPICKLE_BLOCK = ("pandas._libs.internals", "_unpickle_block")
-ALLOWED_GLOBALS: dict[tuple[str, str], tuple[str, str]] = {
-    # the frame and its block manager
-    ("pandas", "DataFrame"): ("pandas", "DataFrame"),
-    ("pandas.core.frame", "DataFrame"): ("pandas", "DataFrame"),
-    ("pandas.core.internals.managers", "BlockManager"): ("pandas.core.internals.managers", "BlockManager"),
-    _UNPICKLE_BLOCK: _UNPICKLE_BLOCK,
-    ("pandas.core.internals.blocks", "new_block"): _UNPICKLE_BLOCK,  # pandas <= 1.3
-    # axes
-    ("pandas", "Index"): _INDEX,
-    _INDEX: _INDEX,
-    ("pandas.core.indexes.base", "_new_Index"): ("pandas.core.indexes.base", "_new_Index"),
-    ("pandas", "RangeIndex"): ("pandas", "RangeIndex"),
-    ("pandas.core.indexes.range", "RangeIndex"): ("pandas", "RangeIndex"),
+_DATAFRAME, _RANGE_INDEX = ("pandas", "DataFrame"), ("pandas", "RangeIndex")
+_STRING_DTYPE, _NA = ("pandas", "StringDtype"), ("pandas", "NA")
+_ARROW_STRINGS, _STRINGS = ("pandas.arrays", "ArrowStringArray"), ("pandas.arrays", "StringArray")
+# Globals allowed under their current name: the frame and its block manager, the axes, string columns
+# (pandas 3 stores them as pyarrow arrays, or Python objects without pyarrow), numpy arrays, dtypes and
+# scalars, and plain Python values inside the state.
+_CURRENT = (
+    _DATAFRAME, ("pandas.core.internals.managers", "BlockManager"), _UNPICKLE_BLOCK,
+    _INDEX, ("pandas.core.indexes.base", "_new_Index"), _RANGE_INDEX,
+    _STRING_DTYPE, _ARROW_STRINGS, _STRINGS, _NA,
+    ("pyarrow.lib", "py_buffer"), ("pyarrow.lib", "type_for_alias"),
+    ("numpy", "ndarray"), ("numpy", "dtype"), _RECONSTRUCT, _FROMBUFFER, _SCALAR,
+    ("builtins", "slice"), ("builtins", "bytearray"),
+)  # fmt: skip
+# Other names pickles use for those globals: where they lived before, or their module of definition.
+_OLD_NAMES = {
+    _DATAFRAME: [("pandas.core.frame", "DataFrame")],
+    _UNPICKLE_BLOCK: [("pandas.core.internals.blocks", "new_block")],  # pandas <= 1.3
     # pandas < 2 numeric indexes, removed in pandas 2 (an Index with that dtype since)
-    ("pandas.core.indexes.numeric", "Int64Index"): _INDEX,
-    ("pandas.core.indexes.numeric", "UInt64Index"): _INDEX,
-    ("pandas.core.indexes.numeric", "Float64Index"): _INDEX,
-    # string columns (pandas 3 stores them as pyarrow arrays, or Python objects without pyarrow)
-    ("pandas", "StringDtype"): ("pandas", "StringDtype"),
-    ("pandas.core.arrays.string_", "StringDtype"): ("pandas", "StringDtype"),
-    ("pandas.arrays", "ArrowStringArray"): ("pandas.arrays", "ArrowStringArray"),
-    ("pandas.core.arrays.string_arrow", "ArrowStringArray"): ("pandas.arrays", "ArrowStringArray"),
-    ("pandas.arrays", "StringArray"): ("pandas.arrays", "StringArray"),
-    ("pandas.core.arrays.string_", "StringArray"): ("pandas.arrays", "StringArray"),
-    ("pandas", "NA"): ("pandas", "NA"),
-    ("pandas._libs.missing", "NA"): ("pandas", "NA"),
-    ("pyarrow.lib", "py_buffer"): ("pyarrow.lib", "py_buffer"),
-    ("pyarrow.lib", "type_for_alias"): ("pyarrow.lib", "type_for_alias"),
-    # numpy arrays, dtypes and scalars; numpy 2 moved numpy.core to numpy._core
-    ("numpy", "ndarray"): ("numpy", "ndarray"),
-    ("numpy", "dtype"): ("numpy", "dtype"),
-    _RECONSTRUCT: _RECONSTRUCT,
-    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
-    _FROMBUFFER: _FROMBUFFER,
-    ("numpy.core.numeric", "_frombuffer"): _FROMBUFFER,
-    _SCALAR: _SCALAR,
-    ("numpy.core.multiarray", "scalar"): _SCALAR,
-    # plain Python values inside the state
-    ("builtins", "slice"): ("builtins", "slice"),
-    ("builtins", "bytearray"): ("builtins", "bytearray"),
+    _INDEX: [
+        ("pandas", "Index"),
+        *(("pandas.core.indexes.numeric", f"{t}Index") for t in ("Int64", "UInt64", "Float64")),
+    ],
+    _RANGE_INDEX: [("pandas.core.indexes.range", "RangeIndex")],
+    _STRING_DTYPE: [("pandas.core.arrays.string_", "StringDtype")],
+    _ARROW_STRINGS: [("pandas.core.arrays.string_arrow", "ArrowStringArray")],
+    _STRINGS: [("pandas.core.arrays.string_", "StringArray")],
+    _NA: [("pandas._libs.missing", "NA")],
+    # numpy 2 moved numpy.core to numpy._core
+    **{
+        (module, name): [(module.replace("._core", ".core"), name)]
+        for module, name in (_RECONSTRUCT, _FROMBUFFER, _SCALAR)
+    },
+}
+ALLOWED_GLOBALS: dict[tuple[str, str], tuple[str, str]] = {
+    **{name: name for name in _CURRENT},
+    **{old: name for name, olds in _OLD_NAMES.items() for old in olds},
 }
 # Python 2 module names that protocol-2 pickles use for builtins.
 _PY2_MODULES = {"__builtin__": "builtins"}

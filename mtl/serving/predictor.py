@@ -9,7 +9,7 @@ import pandas as pd
 import torch
 
 from mtl.datasets import get_dataset
-from mtl.datasets.base import RawCodec
+from mtl.datasets.codec import RawCodec
 from mtl.evaluation import evaluation_targets
 from mtl.models import FeatureBatch, MultiTaskModel
 from mtl.training import artifacts

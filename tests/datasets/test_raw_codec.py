@@ -3,11 +3,15 @@ and raw input in any accepted form (lists, strings, unseen or malformed values) 
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from mtl.datasets import get_dataset
+from mtl.datasets.codec import RawCodec
 from mtl.datasets.prepared import load_metadata, read_split
 from mtl.errors import DataFormatError
 
@@ -85,3 +89,25 @@ def test_missing_feature_columns_are_a_clear_error(data_root):
     codec = get_dataset("census").raw_codec(prepared)
     with pytest.raises(DataFormatError, match=r"census input lacks the feature columns \['age'\]"):
         codec.encode(pd.DataFrame({c: [] for c in codec.columns() if c != "age"}))
+
+
+@pytest.mark.parametrize("dataset", sorted(SPLITS))
+def test_one_codec_reads_every_dataset_from_its_encoders_json(data_root, dataset):
+    prepared = data_root / "prepared" / dataset
+    codec = get_dataset(dataset).raw_codec(prepared)
+    assert type(codec) is RawCodec
+    encoders = json.loads((prepared / "encoders.json").read_text())
+    columns = {e["name"]: str(e["column"]) for e in (*encoders["sparse"], *encoders["dense"])}
+    assert codec.columns() == [columns[name] for name in codec.metadata.features.names()]
+
+
+def test_a_field_without_an_encoder_is_a_clear_error(data_root, tmp_path):
+    prepared = tmp_path / "aliccp"
+    shutil.copytree(data_root / "prepared" / "aliccp", prepared)
+    encoders = json.loads((prepared / "encoders.json").read_text())
+    encoders["sparse"] = encoders["sparse"][1:]
+    (prepared / "encoders.json").write_text(json.dumps(encoders))
+    with pytest.raises(
+        DataFormatError, match=r"encoders.json has no encoder for the prepared fields \['101'\]"
+    ):
+        RawCodec(prepared)

@@ -19,8 +19,7 @@ from mtl import paths, pipeline
 from mtl.config import Params, load_params
 from mtl.datasets.archives import extract_archive
 from mtl.datasets.base import Manifest
-from mtl.datasets.lookalike import Lookalike
-from mtl.datasets.lookalike.schema import ARCHIVE
+from mtl.datasets.lookalike import ARCHIVE, Lookalike
 from mtl.datasets.prepared import DatasetMetadata
 
 DATA = [

@@ -1,4 +1,4 @@
-"""Preparation of any Census layout: fit encoders on train, encode every file, split, write, describe.
+"""Preparation of any Census format: fit encoders on train, encode every file, split, write, describe.
 
 Two streaming passes over the train file (fit, then encode) and one over each other file, chunk by
 chunk, so memory stays bounded by ``data.chunk_rows`` (plus ~10 bytes a row of row ids and labels
@@ -14,35 +14,88 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
+import pandas as pd
 
 from mtl.config import Params
-from mtl.datasets.census import schema
-from mtl.datasets.census.encode import EncoderFitter, Encoders
-from mtl.datasets.census.layout import HALVES, Layout, RawFile
-from mtl.datasets.census.splits import ROW_ID_STRIDE, in_valid_half, row_ids
-from mtl.datasets.prepared import DatasetMetadata, PreparedWriter, SplitChunk
-from mtl.errors import DataFormatError
-from mtl.evaluation import logloss, roc_auc
+from mtl.datasets import expectations as ex
+from mtl.datasets.base import Manifest, Source
+from mtl.datasets.census import HALVES, ROW_ID_STRIDE, SPLITS, TASKS, TRUTH
+from mtl.datasets.census.parse import Layout, RawFile
+from mtl.datasets.encoding import (
+    Moments,
+    Scaler,
+    ValueCounter,
+    Vocabulary,
+    in_first_half,
+    load_encoders,
+    save_encoders,
+)
+from mtl.datasets.oracle import Oracle, task_quality
+from mtl.datasets.prepared import (
+    ROW_ID,
+    DatasetMetadata,
+    DenseField,
+    FeatureSchema,
+    PreparedWriter,
+    SparseField,
+    SplitChunk,
+)
+
+
+@dataclass
+class Encoders:
+    """The fitted encoders of one preparation, in prepared column order."""
+
+    vocabularies: list[Vocabulary]
+    scalers: list[Scaler]
+
+    def schema(self) -> FeatureSchema:
+        return FeatureSchema(
+            sparse=tuple(SparseField(v.name, v.size) for v in self.vocabularies),
+            dense=tuple(DenseField(s.name) for s in self.scalers),
+        )
+
+    @classmethod
+    def load(cls, prepared_dir: Path) -> Encoders:
+        """The encoders a prepared directory holds (encoders.json and vocab/)."""
+        encoders = load_encoders(prepared_dir).values()
+        return cls(
+            [e for e in encoders if isinstance(e, Vocabulary)], [e for e in encoders if isinstance(e, Scaler)]
+        )
+
+    def encode(self, frame: pd.DataFrame) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Parsed raw columns -> (sparse ids, scaled dense values), keyed by prepared field name."""
+        sparse = {v.name: v.encode(frame[v.column]) for v in self.vocabularies}
+        return sparse, {s.name: s.encode(frame[s.column]) for s in self.scalers}
+
+
+def fit(reader: Layout, train: RawFile, chunk_rows: int, min_count: int) -> Encoders:
+    """Vocabularies and scalers fitted on the train file, streamed chunk by chunk."""
+    plan = reader.plan()
+    counters = {name: ValueCounter() for name, _ in plan.sparse}
+    moments = {s.name: Moments() for s in plan.dense}
+    for _, frame in reader.read(train.path, chunk_rows, strict=True):
+        for name, column in plan.sparse:
+            counters[name].add(frame[column])
+        for scaler in plan.dense:
+            if scaler.transform != Scaler.IDENTITY:
+                moments[scaler.name].add(scaler.transformed(frame[scaler.column].to_numpy(dtype=np.float64)))
+    return Encoders(
+        [Vocabulary.fit(name, column, counters[name], min_count) for name, column in plan.sparse],
+        [scaler.fitted(moments[scaler.name]) for scaler in plan.dense],
+    )
 
 
 @dataclass
 class SplitTally:
-    """Facts gathered while writing a split: weights, unknown ids, and row ids + labels for the oracle."""
+    """Facts gathered while writing a split: weights and unknown ids."""
 
-    keep_rows: bool = False  # collect row ids and labels (synthetic data: for the oracle)
     weight: float = 0.0
     weighted_positives: dict[str, float] = field(default_factory=dict)
     unknown_ids: dict[str, int] = field(default_factory=dict)
-    row_ids: list[np.ndarray] = field(default_factory=list)
-    labels: dict[str, list[np.ndarray]] = field(default_factory=dict)
 
     def add(self, chunk: SplitChunk, weights: np.ndarray | None) -> None:
-        if self.keep_rows:
-            self.row_ids.append(chunk.row_id)
         for task, values in chunk.labels.items():
-            if self.keep_rows:
-                self.labels.setdefault(task, []).append(values)
             if weights is not None:
                 positive = float(weights[values == 1].sum())
                 self.weighted_positives[task] = self.weighted_positives.get(task, 0.0) + positive
@@ -54,51 +107,42 @@ class SplitTally:
 
 def _assign(role: str, rows: np.ndarray, seed: int) -> Iterator[tuple[str, np.ndarray | slice]]:
     if role == HALVES:
-        valid = in_valid_half(rows, seed)
+        valid = in_first_half(rows, seed)
         yield "valid", valid
         yield "test", ~valid
     else:
         yield role, slice(None)
 
 
-def prepare_layout(
-    layout: Layout,
-    raw_dir: Path,
-    out_dir: Path,
-    params: Params,
-    *,
-    source: str,
-    raw_hash: str,
-    truth: Path | None = None,
+def prepare(
+    reader: Layout, source: Source, raw_dir: Path, out_dir: Path, manifest: Manifest, params: Params
 ) -> DatasetMetadata:
     """Fit on train, encode every file into the three splits, write encoders and metadata."""
     settings = params.datasets.census.prepare
     chunk_rows = params.data.chunk_rows
-    raw_files = layout.locate(raw_dir)
+    raw_files = reader.locate(raw_dir)
     (train,) = [f for f in raw_files if f.role == "train"]
-    fitter = EncoderFitter(layout.plan(raw_files), settings.min_count)
-    for _, frame in layout.read(train.path, chunk_rows, strict=True):
-        fitter.update(frame)
-    encoders = fitter.finish()
+    encoders = fit(reader, train, chunk_rows, settings.min_count)
 
-    writer = PreparedWriter(
-        out_dir, encoders.schema(), schema.TASKS, row_group_rows=params.data.row_group_rows
-    )
-    tallies = {split: SplitTally(keep_rows=truth is not None) for split in schema.SPLITS}
-    for split in schema.SPLITS:
+    writer = PreparedWriter(out_dir, encoders.schema(), TASKS, row_group_rows=params.data.row_group_rows)
+    tallies = {split: SplitTally() for split in SPLITS}
+    oracle = Oracle.of(source, raw_dir, TRUTH, SPLITS)
+    for split in SPLITS:
         writer.open_split(split)
     files = {}
     for raw in raw_files:
-        rows_read = _write_file(layout, raw, encoders, writer, tallies, chunk_rows, settings.split_seed)
+        rows_read = _write_file(
+            reader, raw, encoders, writer, tallies, oracle, chunk_rows, settings.split_seed
+        )
         files[raw.path.name] = {
             "rows": rows_read,
             "splits": "valid, test (1:1)" if raw.role == HALVES else raw.role,
             "row_id_offset": raw.index * ROW_ID_STRIDE,
         }
 
-    encoders.save(out_dir, layout.encoder_header(raw_files))
+    save_encoders(out_dir, reader.encoder_header(raw_files), encoders.vocabularies, encoders.scalers)
     extra: dict[str, Any] = {
-        "format": layout.source_format,
+        "format": reader.format,
         "raw_files": files,
         "row_id": f"file index x {ROW_ID_STRIDE:,} + 0-based data row of that file (see raw_files)",
         "valid_test": (
@@ -107,50 +151,53 @@ def prepare_layout(
             if any(f.role == HALVES for f in raw_files)
             else "the files' own valid and test splits"
         ),
-        "dense_log1p": sorted(s.spec.name for s in encoders.scalers if s.spec.log1p),
+        "dense_log1p": sorted(s.name for s in encoders.scalers if s.log1p),
         "unknown_ids": {
             split: {name: count for name, count in tally.unknown_ids.items() if count}
             for split, tally in tallies.items()
         },
     }
-    if layout.weighted:
+    if reader.weighted:
         extra["instance_weight"] = {
             "used_as_feature": False,
             "total": {split: t.weight for split, t in tallies.items()},
             "weighted_label_rates": {
                 split: {task: (t.weighted_positives.get(task, 0.0) / t.weight if t.weight else None)
-                        for task in schema.TASKS}
+                        for task in TASKS}
                 for split, t in tallies.items()
             },
         }  # fmt: skip
-    if truth is not None:
-        extra["oracle_auc"], extra["oracle_logloss"] = oracle_scores(truth, tallies)
+    if oracle is not None:
+        scores = {split: _oracle_quality(rows.labels, rows.truth) for split, rows in oracle.joined().items()}
+        extra["oracle_auc"] = {split: auc for split, (auc, _) in scores.items()}
+        extra["oracle_logloss"] = {split: loss for split, (_, loss) in scores.items()}
     return writer.finish(
         dataset="census",
-        source=source,
-        raw_hash=raw_hash,
+        source=manifest.source,
+        raw_hash=manifest.content_hash,
         prepare_params=settings.model_dump(mode="json"),
         extra=extra,
     )
 
 
 def _write_file(
-    layout: Layout,
+    reader: Layout,
     raw: RawFile,
     encoders: Encoders,
     writer: PreparedWriter,
     tallies: dict[str, SplitTally],
+    oracle: Oracle | None,
     chunk_rows: int,
     seed: int,
 ) -> int:
     """Encode one raw file chunk by chunk into its split(s); return its data-row count."""
     rows_read = 0
-    for first_row, frame in layout.read(raw.path, chunk_rows, strict=True):
+    for first_row, frame in reader.read(raw.path, chunk_rows, strict=True):
         rows = np.arange(first_row, first_row + len(frame), dtype=np.int64)
-        labels = layout.labels(frame)
+        labels = reader.labels(frame)
         sparse, dense = encoders.encode(frame)
-        weights = layout.weights(frame)
-        ids = row_ids(raw.index, rows)
+        weights = reader.weights(frame)
+        ids = np.int64(raw.index) * ROW_ID_STRIDE + rows
         for split, mask in _assign(raw.role, rows, seed):
             chunk = SplitChunk(
                 labels={task: values[mask] for task, values in labels.items()},
@@ -160,29 +207,32 @@ def _write_file(
             )
             writer.write(split, chunk)
             tallies[split].add(chunk, None if weights is None else weights[mask])
+            if oracle is not None:
+                oracle.observe(
+                    split, raw.path.name, chunk.row_id, np.column_stack([chunk.labels[t] for t in TASKS])
+                )
         rows_read += len(frame)
     return rows_read
 
 
-def oracle_scores(
-    truth_path: Path, tallies: dict[str, SplitTally]
-) -> tuple[dict[str, dict[str, float | None]], dict[str, dict[str, float | None]]]:
-    """AUC and logloss of the true probabilities per split and task (the best any model can do)."""
-    truth = pq.read_table(truth_path)
-    truth_ids = truth.column("row_id").to_numpy()
-    order = np.argsort(truth_ids)
-    auc: dict[str, dict[str, float | None]] = {}
-    loss: dict[str, dict[str, float | None]] = {}
-    for split, tally in tallies.items():
-        ids = np.concatenate(tally.row_ids) if tally.row_ids else np.zeros(0, dtype=np.int64)
-        where = order[np.clip(np.searchsorted(truth_ids, ids, sorter=order), 0, len(order) - 1)]
-        if len(ids) and not np.array_equal(truth_ids[where], ids):
-            raise DataFormatError(f"{truth_path} lacks the true probabilities of some {split} rows")
-        auc[split], loss[split] = {}, {}
-        for task in schema.TASKS:
-            labels = np.concatenate(tally.labels.get(task, [np.zeros(0, np.int8)]))
-            if not np.array_equal(truth.column(task).to_numpy()[where], labels):
-                raise DataFormatError(f"{truth_path} does not match the raw files: {task} labels differ")
-            p = truth.column(f"p_{task}").to_numpy()[where]
-            auc[split][task], loss[split][task] = roc_auc(labels, p), logloss(labels, p)
-    return auc, loss
+def _oracle_quality(
+    labels: np.ndarray, truth: dict[str, np.ndarray]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """AUC and logloss of the true probabilities per task (the best any model can do)."""
+    scores = {task: task_quality(labels[:, j], truth[f"p_{task}"]) for j, task in enumerate(TASKS)}
+    return {t: auc for t, (auc, _) in scores.items()}, {t: loss for t, (_, loss) in scores.items()}
+
+
+def prepared_checks(
+    reader: Layout, prepared_dir: Path, metadata: DatasetMetadata, params: Params
+) -> list[tuple[str, pd.DataFrame, list[Any]]]:
+    """Row ids unique across splits; where the test file was halved, valid and test within one row."""
+    ids = [ex.split_column(prepared_dir, metadata, split, ROW_ID) for split in metadata.splits]
+    all_ids = np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64)
+    row: dict[str, int] = {"duplicate_row_ids": int(len(all_ids) - len(np.unique(all_ids)))}
+    checks = [ex.between("duplicate_row_ids", high=0)]
+    if HALVES in dict(reader.files).values():
+        sizes = {name: info.rows for name, info in metadata.splits.items()}
+        row["valid_test_gap"] = abs(sizes.get("valid", 0) - sizes.get("test", 0))
+        checks.append(ex.between("valid_test_gap", high=1))
+    return [ex.one_row_check("splits", row, checks)]

@@ -144,11 +144,13 @@ MIGRATION_REGION = {
     "Same county": 70.0, "Different county same state": 14.0, "Different region": 6.0,
     "Different state same division": 5.0, "Different division same region": 4.0, "Abroad": 1.0,
 }  # fmt: skip
+OUT_OF_STATE_MOVES = {"South": 5.0, "West": 4.0, "Midwest": 3.0, "Northeast": 3.0}  # by destination region
 MIGRATION_WITHIN_REGION = {
-    "Same county": 70.0, "Different county same state": 14.0, "Different state in South": 5.0,
-    "Different state in West": 4.0, "Different state in Midwest": 3.0, "Different state in Northeast": 3.0,
+    "Same county": 70.0,
+    "Different county same state": 14.0,
+    **{f"Different state in {region}": share for region, share in OUT_OF_STATE_MOVES.items()},
     "Abroad": 1.0,
-}  # fmt: skip
+}
 REGIONS = {"South": 35.0, "West": 25.0, "Midwest": 20.0, "Northeast": 15.0, "Abroad": 5.0}
 STATES = (
     "California", "Utah", "Florida", "North Carolina", "Abroad", "Oklahoma", "Minnesota", "Indiana",

@@ -9,22 +9,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mtl.datasets.base import RawTable
-from mtl.datasets.lookalike.schema import (
+from mtl.datasets.base import RawTable, Source, find_once
+from mtl.datasets.lookalike import (
     AD_FIELDS,
+    ARCHIVE,
     DYNAMIC_FIELDS,
     GROUP,
     INT_COLUMNS,
     LABEL,
     LENGTH_SUFFIX,
+    MAX_SUFFIX,
+    MIN_SUFFIX,
+    ROW_INDEX,
     SPLIT_FILES,
     STATIC_FIELDS,
+    cell_kind,
 )
 from mtl.datasets.safe_pickle import load_dataframe_pickle
 from mtl.errors import DataFormatError
-
-ROW_INDEX = "row_index"  # the pickle's index (original row positions) in the validation view
-MIN_SUFFIX, MAX_SUFFIX = "__min", "__max"
 
 
 @dataclass
@@ -44,22 +46,8 @@ class RawSplit:
 
 def find_split_files(raw_dir: Path) -> dict[str, Path]:
     """The five split pickles anywhere under ``raw_dir``; other files (train_stage2.pkl) are ignored."""
-    found = {}
-    for split, name in SPLIT_FILES.items():
-        matches = sorted(p for p in Path(raw_dir).rglob(name) if p.is_file())
-        if not matches:
-            present = sorted(p.relative_to(raw_dir).as_posix() for p in Path(raw_dir).rglob("*.pkl"))
-            raise DataFormatError(
-                f"{raw_dir}: {name} (split {split!r}) not found; metaheac_data.zip should hold "
-                f"{', '.join(SPLIT_FILES.values())}; pickles present: {present or 'none'}"
-            )
-        if len(matches) > 1:
-            raise DataFormatError(
-                f"{raw_dir}: {name} found {len(matches)} times ({', '.join(map(str, matches))}); "
-                "keep exactly one copy"
-            )
-        found[split] = matches[0]
-    return found
+    hint = f"{ARCHIVE} should hold {', '.join(SPLIT_FILES.values())}"
+    return {split: find_once(raw_dir, name, f"split {split!r}", hint) for split, name in SPLIT_FILES.items()}
 
 
 def load_split(path: Path) -> pd.DataFrame:
@@ -76,10 +64,6 @@ def describe_cell(cell: object) -> str:
     return type(cell).__name__
 
 
-def expected_cell(width: int) -> str:
-    return describe_cell(np.zeros(width, dtype=np.int64))
-
-
 def validation_view(frame: pd.DataFrame) -> pd.DataFrame:
     """The frame with every multi-valued column replaced by its cell description plus per-row min and
     max id, so GX can check it; scalar columns are kept with their dtypes."""
@@ -93,7 +77,7 @@ def validation_view(frame: pd.DataFrame) -> pd.DataFrame:
         cells = frame[field].to_numpy(dtype=object)
         stacked = _stack_cells(cells, width)
         if stacked is not None:
-            view[field] = expected_cell(width)
+            view[field] = cell_kind(width)
             view[field + MIN_SUFFIX] = stacked.min(axis=1)
             view[field + MAX_SUFFIX] = stacked.max(axis=1)
             continue
@@ -103,9 +87,23 @@ def validation_view(frame: pd.DataFrame) -> pd.DataFrame:
     return view
 
 
-def iter_raw_tables(raw_dir: Path, chunk_rows: int) -> Iterator[RawTable]:
+class Pickles:
+    """The published format's reader: one pickle per split, anywhere under the raw directory."""
+
+    def files(self, raw_dir: Path) -> dict[str, Path]:
+        return find_split_files(raw_dir)
+
+    def split(self, path: Path) -> RawSplit:
+        return to_raw_split(load_split(path), path)
+
+
+def reader(source: Source) -> Pickles:
+    return Pickles()
+
+
+def raw_tables(pickles: Pickles, raw_dir: Path, chunk_rows: int) -> Iterator[RawTable]:
     """Each split's validation view in chunks of ``chunk_rows`` (an empty split yields one empty chunk)."""
-    for split, path in find_split_files(raw_dir).items():
+    for split, path in pickles.files(raw_dir).items():
         view = validation_view(load_split(path))
         for start in range(0, max(len(view), 1), chunk_rows):
             chunk = view.iloc[start : start + chunk_rows].reset_index(drop=True)
@@ -133,10 +131,10 @@ def to_raw_split(frame: pd.DataFrame, path: Path) -> RawSplit:
         cells = frame[field].to_numpy(dtype=object)
         stacked = _stack_cells(cells, width)
         if stacked is None:
-            row = next(i for i, cell in enumerate(cells) if describe_cell(cell) != expected_cell(width))
+            row = next(i for i, cell in enumerate(cells) if describe_cell(cell) != cell_kind(width))
             raise DataFormatError(
                 f"{path}: column {field!r} row {row} (index {frame.index[row]}) holds "
-                f"{describe_cell(cells[row])}, expected {expected_cell(width)}"
+                f"{describe_cell(cells[row])}, expected {cell_kind(width)}"
             )
         multi[field] = stacked
 

@@ -17,108 +17,117 @@ import numpy as np
 import pandas as pd
 
 from mtl.config import Params
-from mtl.datasets.base import Manifest
-from mtl.datasets.lookalike.oracle import ranking_quality
-from mtl.datasets.lookalike.parse import RawSplit, find_split_files, load_split, to_raw_split
-from mtl.datasets.lookalike.schema import (
-    AD_FIELDS,
+from mtl.datasets import expectations as ex
+from mtl.datasets.base import Manifest, Source
+from mtl.datasets.encoding import ShiftedIds, encode_slots, save_encoders
+from mtl.datasets.lookalike import (
+    CAMPAIGN_GROUPS,
     DYNAMIC_FIELDS,
+    FIELD_ROLES,
+    FORMAT,
     GROUP,
     LABEL,
     LENGTH_SUFFIX,
     MAX_SOURCE_ID,
     SPARSE_FIELDS,
-    STATIC_FIELDS,
-    TRUTH_FILE,
+    SPLITS,
+    TRUTH,
 )
+from mtl.datasets.lookalike.parse import Pickles, RawSplit
+from mtl.datasets.oracle import Oracle, TruthRows, ranking_quality
 from mtl.datasets.prepared import (
-    ENCODERS_FILE,
+    ROW_ID,
     DatasetMetadata,
     FeatureSchema,
     MultiField,
     PreparedWriter,
     SparseField,
     SplitChunk,
-    write_json_atomic,
 )
 from mtl.errors import DataFormatError
 
-ID_SHIFT = 1
+HEADER = {
+    "input_format": FORMAT,
+    "id_shift": ShiftedIds.SHIFT,
+    "rule": "prepared = raw + 1 if 0 <= raw <= source_max_id else 0 (unknown); for multi-valued fields only "
+    "the first min(raw *_length, width) slots are kept and later slots are 0",
+    "group_column": {"name": GROUP, "encoding": "kept as the source's campaign id"},
+}
 
 
-def encode_ids(raw: np.ndarray, max_id: int | None = None) -> np.ndarray:
-    """Source ids -> prepared ids: ``raw + 1`` where ``0 <= raw <= max_id``, else 0 (unknown)."""
-    raw = np.asarray(raw, dtype=np.int64)
-    known = raw >= 0 if max_id is None else (raw >= 0) & (raw <= max_id)
-    return np.where(known, raw + ID_SHIFT, 0).astype(np.int32)
+def _encoders(max_ids: dict[str, int | None]) -> list[ShiftedIds]:
+    """The fields' encoders (``None``: every non-negative id, as while the splits are read)."""
+    single = [ShiftedIds(field, field, max_ids[field]) for field in SPARSE_FIELDS]
+    return single + [
+        ShiftedIds(field, field, max_ids[field], width, field + LENGTH_SUFFIX)
+        for field, width in DYNAMIC_FIELDS.items()
+    ]
 
 
-def encode_multi(
-    ids: np.ndarray, lengths: np.ndarray, max_id: int | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Encode an (n, width) slot matrix: the first ``min(length, width)`` slots kept, the rest 0."""
-    width = ids.shape[1]
-    kept = np.clip(np.asarray(lengths, dtype=np.int64), 0, width)
-    return np.where(np.arange(width) < kept[:, None], encode_ids(ids, max_id), 0), kept.astype(np.int16)
+def _schema(encoders: list[ShiftedIds]) -> FeatureSchema:
+    return FeatureSchema(
+        sparse=tuple(SparseField(e.name, e.size) for e in encoders if e.max_len is None),
+        multi=tuple(MultiField(e.name, e.size, e.max_len) for e in encoders if e.max_len is not None),
+    )
 
 
-def prepare_lookalike(
-    name: str, raw_dir: Path, out_dir: Path, manifest: Manifest, params: Params
+def prepare(
+    pickles: Pickles, source: Source, raw_dir: Path, out_dir: Path, manifest: Manifest, params: Params
 ) -> DatasetMetadata:
     """Parse, encode and write the five splits with ``PreparedWriter``; write encoders.json."""
-    files = find_split_files(raw_dir)
-    truth = _load_truth(raw_dir) if manifest.source == "synthetic" else None
-    max_ids = dict.fromkeys((*SPARSE_FIELDS, *DYNAMIC_FIELDS), -1)
+    files = pickles.files(raw_dir)
+    oracle = Oracle.of(source, raw_dir, TRUTH, SPLITS)
+    unbounded = _encoders(dict.fromkeys((*SPARSE_FIELDS, *DYNAMIC_FIELDS)))
     writer = PreparedWriter(
-        out_dir, _schema(max_ids), [LABEL], group_column=GROUP, row_group_rows=params.data.row_group_rows
+        out_dir, _schema(unbounded), [LABEL], group_column=GROUP, row_group_rows=params.data.row_group_rows
     )
+    max_ids = dict.fromkeys((*SPARSE_FIELDS, *DYNAMIC_FIELDS), -1)
     campaigns: dict[str, Any] = {}
     clipped = dict.fromkeys(DYNAMIC_FIELDS, 0)
-    oracle: dict[str, Any] = {}
     for split, path in files.items():
-        raw = to_raw_split(load_split(path), path)
+        raw = pickles.split(path)
         writer.open_split(split)
         for start in range(0, len(raw), params.data.chunk_rows):
-            writer.write(split, _chunk(raw, slice(start, start + params.data.chunk_rows)))
+            writer.write(split, _chunk(raw, slice(start, start + params.data.chunk_rows), unbounded))
         _update_max_ids(max_ids, raw)
         for field, width in DYNAMIC_FIELDS.items():
             clipped[field] += int(((raw.lengths[field] > width) | (raw.lengths[field] < 0)).sum())
         campaigns[split] = _campaign_stats(raw)
-        if truth is not None:
-            oracle[split] = _oracle(raw, truth, split, raw_dir / TRUTH_FILE)
+        if oracle is not None:
+            oracle.observe(split, split, raw.row_id, raw.label[:, None], raw.aid)
     too_large = {field: max_id for field, max_id in max_ids.items() if max_id > MAX_SOURCE_ID}
     if too_large:
         raise DataFormatError(
             f"{raw_dir}: ids beyond {MAX_SOURCE_ID} do not fit the prepared int32: {too_large}"
         )
     # vocabularies are known only after the last split; names and widths (the Parquet schema) are unchanged
-    writer.features = _schema(max_ids)
-    write_json_atomic(out_dir / ENCODERS_FILE, _encoders(max_ids))
+    encoders = _encoders(dict(max_ids))
+    writer.features = _schema(encoders)
+    save_encoders(out_dir, HEADER, encoders, [])
     extra: dict[str, Any] = {
-        "id_shift": ID_SHIFT,
-        "field_roles": {
-            "user_sparse": list(STATIC_FIELDS),
-            "user_multi": list(DYNAMIC_FIELDS),
-            "ad_sparse": list(AD_FIELDS),
-        },
+        "id_shift": ShiftedIds.SHIFT,
+        "field_roles": {role: list(fields) for role, fields in FIELD_ROLES.items()},
         "campaigns": campaigns,
         "lengths_clipped": clipped,
         "files": {split: path.relative_to(raw_dir).as_posix() for split, path in files.items()},
     }
-    if truth is not None:
-        extra["oracle"] = oracle
-    return writer.finish(dataset=name, source=manifest.source, raw_hash=manifest.content_hash, extra=extra)
+    if oracle is not None:
+        extra["oracle"] = {split: _oracle_quality(rows) for split, rows in oracle.joined().items()}
+    return writer.finish(
+        dataset="lookalike", source=manifest.source, raw_hash=manifest.content_hash, extra=extra
+    )
 
 
-def _chunk(raw: RawSplit, rows: slice) -> SplitChunk:
-    multi = {
-        field: encode_multi(raw.multi[field][rows], raw.lengths[field][rows]) for field in DYNAMIC_FIELDS
-    }
+def _chunk(raw: RawSplit, rows: slice, encoders: list[ShiftedIds]) -> SplitChunk:
+    by_name = {e.name: e for e in encoders}
     return SplitChunk(
         labels={LABEL: raw.label[rows]},
         row_id=raw.row_id[rows],
-        sparse={field: encode_ids(raw.sparse[field][rows]) for field in SPARSE_FIELDS},
-        multi=multi,
+        sparse={field: by_name[field].encode(raw.sparse[field][rows]) for field in SPARSE_FIELDS},
+        multi={
+            field: encode_slots(by_name[field], raw.multi[field][rows], raw.lengths[field][rows])
+            for field in DYNAMIC_FIELDS
+        },
         group=raw.aid[rows],
     )
 
@@ -133,39 +142,6 @@ def _update_max_ids(max_ids: dict[str, int], raw: RawSplit) -> None:
         kept = np.arange(width) < np.clip(raw.lengths[field], 0, width)[:, None]
         if kept.any():
             max_ids[field] = max(max_ids[field], int(raw.multi[field][kept].max()))
-
-
-def _schema(max_ids: dict[str, int]) -> FeatureSchema:
-    vocab = {field: max(max_id, -1) + 1 + ID_SHIFT for field, max_id in max_ids.items()}
-    return FeatureSchema(
-        sparse=tuple(SparseField(field, vocab[field]) for field in SPARSE_FIELDS),
-        multi=tuple(MultiField(field, vocab[field], width) for field, width in DYNAMIC_FIELDS.items()),
-    )
-
-
-def _encoders(max_ids: dict[str, int]) -> dict[str, Any]:
-    """How a served model encodes raw (source-encoded) values the way this preparation did."""
-    fields: dict[str, Any] = {}
-    for field in SPARSE_FIELDS:
-        role = "user_sparse" if field in STATIC_FIELDS else "ad_sparse"
-        fields[field] = {"role": role, "source_max_id": max_ids[field], "vocab_size": max_ids[field] + 2}
-    for field, width in DYNAMIC_FIELDS.items():
-        fields[field] = {
-            "role": "user_multi",
-            "source_max_id": max_ids[field],
-            "vocab_size": max_ids[field] + 2,
-            "width": width,
-            "length_column": field + LENGTH_SUFFIX,
-        }
-    return {
-        "kind": "shifted_source_ids",
-        "id_shift": ID_SHIFT,
-        "unknown_id": 0,
-        "rule": "prepared = raw + 1 if 0 <= raw <= source_max_id else 0 (unknown); for multi-valued "
-        "fields only the first min(raw *_length, width) slots are kept and later slots are 0",
-        "group_column": {"name": GROUP, "encoding": "kept as the source's campaign id"},
-        "fields": fields,
-    }
 
 
 def _campaign_stats(raw: RawSplit) -> dict[str, Any]:
@@ -185,24 +161,52 @@ def _campaign_stats(raw: RawSplit) -> dict[str, Any]:
     }
 
 
-def _load_truth(raw_dir: Path) -> pd.DataFrame:
-    path = raw_dir / TRUTH_FILE
-    if not path.is_file():
-        raise DataFormatError(
-            f"{path} not found: the synthetic source writes it; run `mtl download lookalike`"
-        )
-    return pd.read_parquet(path)
-
-
-def _oracle(raw: RawSplit, truth: pd.DataFrame, split: str, path: Path) -> dict[str, Any]:
+def _oracle_quality(rows: TruthRows) -> dict[str, Any]:
     """Ranking quality of the true probabilities, and of the shared part alone (what a model that does
     not adapt to the campaign could at best reach), on one split."""
-    rows = truth[truth["split"] == split].sort_values("row_id")
-    ids = rows["row_id"].to_numpy()
-    where = np.minimum(np.searchsorted(ids, raw.row_id), max(len(ids) - 1, 0))
-    if len(raw) and (not len(ids) or not np.array_equal(ids[where], raw.row_id)):
-        raise DataFormatError(f"{path} does not cover every row of split {split!r}: regenerate the raw data")
-    quality = ranking_quality(raw.label, rows["probability"].to_numpy()[where], raw.aid)
-    shared = ranking_quality(raw.label, rows["shared_logit"].to_numpy()[where], raw.aid)
+    labels = rows.labels[:, 0]
+    quality = ranking_quality(labels, rows.truth["probability"], rows.groups)
+    shared = ranking_quality(labels, rows.truth["shared_logit"], rows.groups)
     quality["shared_only"] = {"gauc": shared["gauc"], "gauc_weighted": shared["gauc_weighted"]}
     return quality
+
+
+def prepared_checks(
+    pickles: Pickles, prepared_dir: Path, metadata: DatasetMetadata, params: Params
+) -> list[tuple[str, pd.DataFrame, list[Any]]]:
+    """Cross-split rules as three small derived tables: a campaign belongs to one of train / hot /
+    cold; every stage2 campaign has stage1 rows to adapt on; row ids are unique within a split."""
+    campaigns = {
+        split: np.unique(ex.split_column(prepared_dir, metadata, split, GROUP)) for split in metadata.splits
+    }
+    by_group = pd.DataFrame(
+        [
+            {GROUP: int(aid), "group": group}
+            for group, splits in CAMPAIGN_GROUPS.items()
+            for aid in np.unique(np.concatenate([campaigns[s] for s in splits]))
+        ],
+        columns=[GROUP, "group"],
+    )
+    # "<stage2 split>:<aid>" for every stage2 campaign, against those with stage1 rows
+    stage_pairs = [splits for splits in CAMPAIGN_GROUPS.values() if len(splits) == 2]
+    stage2 = [f"{second}:{aid}" for _, second in stage_pairs for aid in campaigns[second]]
+    adaptable = [f"{second}:{aid}" for first, second in stage_pairs for aid in campaigns[first]]
+    row_ids = pd.DataFrame(
+        {
+            "split": np.concatenate(
+                [np.full(metadata.splits[s].rows, s, dtype=object) for s in metadata.splits]
+            ),
+            ROW_ID: np.concatenate(
+                [ex.split_column(prepared_dir, metadata, s, ROW_ID) for s in metadata.splits]
+            ),
+        }
+    )
+    return [
+        ("campaign_groups", by_group, ex.build([ex.unique(GROUP)])),
+        (
+            "stage2_campaigns",
+            pd.DataFrame({"campaign": stage2}, dtype=object),
+            ex.build([ex.in_set("campaign", adaptable)]),
+        ),
+        ("row_ids", row_ids, ex.build([ex.unique_together(["split", ROW_ID])])),
+    ]

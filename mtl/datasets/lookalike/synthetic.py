@@ -21,10 +21,7 @@ campaign are disjoint users of the same campaign.
 
 from __future__ import annotations
 
-import os
 import zipfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,10 +29,10 @@ import numpy as np
 import pandas as pd
 
 from mtl.config import LookalikeSynthetic
-from mtl.datasets.lookalike.legacy_pickle import dumps_legacy_dataframe
-from mtl.datasets.lookalike.schema import (
+from mtl.datasets.lookalike import (
     AD_FIELDS,
     ARCHIVE,
+    ARCHIVE_FOLDER,
     CAMPAIGN_GROUPS,
     COLUMNS,
     DYNAMIC_FIELDS,
@@ -45,8 +42,10 @@ from mtl.datasets.lookalike.schema import (
     SPLIT_FILES,
     SPLITS,
     STATIC_FIELDS,
-    TRUTH_FILE,
+    TRUTH,
 )
+from mtl.datasets.lookalike.legacy_pickle import dumps_legacy_dataframe
+from mtl.datasets.prepared import replacing
 
 THEMES = 12
 THEME_CONCENTRATION = 0.3  # Dirichlet parameter: most users lean on two or three themes
@@ -84,7 +83,6 @@ MISSING_RATE = {
 }
 PROPENSITY_FIELDS = ("age", "consumptionAbility", "education", "gender", "LBS")
 ADVERTISERS_PER_THEME = 3
-ARCHIVE_FOLDER = "metaheac_data"  # members live in a folder, so readers must search the raw directory
 STAGE2_REDRAWS = 200  # attempts to give a test campaign's stage2 both classes
 
 
@@ -259,27 +257,16 @@ def _frame(
     return frame.astype({c: np.int64 for c in int_columns})
 
 
-def write_synthetic(raw_dir: Path, settings: LookalikeSynthetic) -> None:
+def generate(raw_dir: Path, settings: LookalikeSynthetic) -> None:
     """Write ``metaheac_data.zip`` (five legacy-format pickles) and ``synthetic_truth.parquet``."""
     data = generate_lookalike(settings)
     raw_dir.mkdir(parents=True, exist_ok=True)
-    with _replacing(raw_dir / ARCHIVE) as partial, zipfile.ZipFile(partial, "w") as archive:
+    with replacing(raw_dir / ARCHIVE) as partial, zipfile.ZipFile(partial, "w") as archive:
         for split, frame in data.frames.items():
             # a fixed timestamp keeps the archive byte-identical for a given seed
             member = zipfile.ZipInfo(
                 f"{ARCHIVE_FOLDER}/{SPLIT_FILES[split]}", date_time=(1980, 1, 1, 0, 0, 0)
             )
             archive.writestr(member, dumps_legacy_dataframe(frame), zipfile.ZIP_DEFLATED, compresslevel=1)
-    with _replacing(raw_dir / TRUTH_FILE) as partial:
+    with replacing(raw_dir / TRUTH.name) as partial:
         data.truth.to_parquet(partial, index=False)
-
-
-@contextmanager
-def _replacing(path: Path) -> Iterator[Path]:
-    """A temporary sibling to write, renamed onto ``path`` only if the block completes."""
-    partial = path.with_name(f".{path.name}.part-{os.getpid()}")
-    try:
-        yield partial
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)

@@ -14,42 +14,17 @@ from mtl.datasets.aliccp import AliCCP
 from mtl.datasets.base import Manifest
 from mtl.errors import DataFormatError, DataValidationError
 from mtl.validation import validate_raw
+from tests.support.raw_files import ALICCP_CSV_HEADER as HEADER
+from tests.support.raw_files import aliccp_csv_row as row
+from tests.support.raw_files import write_aliccp_csv
+from tests.support.raw_files import write_aliccp_csv_file as write
 
-SPARSE = (
-    "101,121,122,124,125,126,127,128,129,205,206,207,210,216,508,509,702,853,301,109_14,110_14,127_14,150_14"
-)
-DENSE = "D109_14,D110_14,D127_14,D150_14,D508,D509,D702,D853"
-HEADER = f"click,purchase,{SPARSE},{DENSE}"
 MANIFEST = Manifest(dataset="aliccp", source="csv", format="aliccp-label-encoded-csv")
-
-
-def row(i: int, *, item: int | None = None, dense: float | None = None) -> dict[str, object]:
-    """One data row as column -> value: user 1 + i % 3, item 1 + i % 5, a click every 4th row."""
-    values: dict[str, object] = {"click": int(i % 4 == 0), "purchase": int(i % 20 == 0)}
-    for name in SPARSE.split(","):
-        values[name] = 1 + i % 3
-    values["205"] = item if item is not None else 1 + i % 5
-    values["853"] = 0  # the file's unknown id: absent
-    for name in DENSE.split(","):
-        values[name] = dense if dense is not None else round(0.1 * (i % 7), 4)
-    return values
-
-
-def write(path: Path, rows: list[dict[str, object]], header: str = HEADER) -> Path:
-    columns = header.split(",")
-    lines = [header] + [",".join(str(r.get(c, "")) for c in columns) for r in rows]
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 @pytest.fixture
 def raw(tmp_path: Path) -> Path:
-    raw = tmp_path / "raw"
-    raw.mkdir()
-    write(raw / "ali_ccp_train.csv", [row(i) for i in range(40)] + [row(40, item=99)])  # item 99 once
-    write(raw / "ali_ccp_val.csv", [row(i) for i in range(20)])
-    write(raw / "ali_ccp_test.csv", [row(i, item=77 if i == 0 else None) for i in range(20)])
-    return raw
+    return write_aliccp_csv(tmp_path / "raw")
 
 
 def test_val_file_becomes_valid_split_and_ids_are_reindexed_on_train(raw, tmp_path):
@@ -59,12 +34,12 @@ def test_val_file_becomes_valid_split_and_ids_are_reindexed_on_train(raw, tmp_pa
     assert {name: s.rows for name, s in metadata.splits.items()} == {"train": 41, "valid": 20, "test": 20}
     assert metadata.splits["valid"].label_rates["click"] == pytest.approx(5 / 20)
     vocab = pq.read_table(out / "vocab" / "205.parquet").to_pydict()
-    assert vocab["raw"] == [1, 2, 3, 4, 5]  # 99 was seen once: below min_count
+    assert vocab["value"] == [1, 2, 3, 4, 5]  # 99 was seen once: below min_count
     train = pq.read_table(out / "train.parquet").to_pydict()
     test = pq.read_table(out / "test.parquet").to_pydict()
     assert train["205"][40] == 0
     assert test["205"][0] == 0
-    assert test["205"][1] == vocab["id"][vocab["raw"].index(2)]
+    assert test["205"][1] == vocab["id"][vocab["value"].index(2)]
     assert train["853__len"][0] == 0
     assert train["853"][0] == [0, 0, 0]
     assert train["109_14__len"][0] == 1
@@ -87,17 +62,12 @@ def test_dense_columns_are_standardised_with_train_statistics(raw, tmp_path):
 @pytest.mark.parametrize(
     ("corrupt", "message"),
     [
-        (lambda r: r.pop("206"), r"missing columns \['206'\]"),
-        (lambda r: r.update({"207": "abc"}), r"line 5, column '207': 'abc' is not an integer"),
-        (
-            lambda r: r.update({"D702": ""}),
-            r"line 5, column 'D702': an empty \(NaN\) value is not a finite number",
-        ),
-        (lambda r: r.update({"click": 2}), r"line 5, column 'click': label 2 \(expected 0 or 1\)"),
-        (
-            lambda r: r.update({"click": 0, "purchase": 1}),
-            r"line 5, column 'purchase': purchase=1 without a click",
-        ),
+        (lambda r: r.pop("206"), r"missing column\(s\) \['206'\]"),
+        (lambda r: r.update({"207": "abc"}), r"line 5: column '207' must be a finite number, got 'abc'"),
+        (lambda r: r.update({"D702": ""}), r"line 5: column 'D702' must be a finite number, got nan"),
+        (lambda r: r.update({"click": 2}), r"line 5: column 'click' must be one of \[0, 1\], got 2"),
+        (lambda r: r.update({"207": -3}), r"line 5: column '207' must hold integer codes >= 0, got -3"),
+        (lambda r: r.update({"click": 0, "purchase": 1}), r"line 5: purchase=1 without a click"),
     ],
 )
 def test_prepare_rejects_corrupt_rows_naming_line_and_column(raw, tmp_path, corrupt, message):

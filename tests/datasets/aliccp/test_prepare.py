@@ -11,41 +11,21 @@ import pytest
 
 from mtl.config import load_params
 from mtl.datasets.aliccp import AliCCP
-from mtl.datasets.aliccp.vocab import IdCounter, valid_mask
 from mtl.datasets.base import Manifest
+from mtl.datasets.encoding import ValueCounter, in_fraction
 from mtl.datasets.prepared import load_metadata, read_split
+from tests.support.raw_files import TOKEN_FRACTION as FRACTION
+from tests.support.raw_files import TOKEN_SEED as SEED
+from tests.support.raw_files import write_tokens
 
-FRACTION, SEED = 0.3, 2020
 MANIFEST = Manifest(dataset="aliccp", source="paddlerec", format="paddlerec-esmm-tokens", content_hash="raw1")
-
-
-def line(sample_id: int, click: int, purchase: int, *tokens: str) -> str:
-    return ",".join([str(sample_id), str(click), str(purchase), *tokens])
 
 
 @pytest.fixture
 def prepared(tmp_path: Path) -> tuple[Path, np.ndarray]:
     """30 train lines (items 1..3 common, item 500 only on valid rows, item 600 once), 4 test lines."""
-    ids = np.arange(1, 31)
-    valid = valid_mask(ids, FRACTION, SEED)
-    first_valid, first_train = int(ids[valid][0]), int(ids[~valid][0])
-    lines = []
-    for i in ids:
-        item = 500 if i == first_valid else 600 if i == first_train else 1 + i % 3
-        tokens = [f"205:{item}", f"101:{10 + i % 2}", "150_14:71", "150_14:72", "150_14:73", "150_14:74"]
-        if i % 2:
-            tokens.append("150_14:999")  # the 5th id of the field: past max_len, so never kept
-        lines.append(line(int(i), int(i % 5 == 0), int(i % 10 == 0), *tokens))
     raw = tmp_path / "raw"
-    raw.mkdir()
-    (raw / "traindata_10w.csv").write_text("\n".join(lines) + "\n")
-    test = [
-        line(1, 1, 0, "205:700", "101:10"),
-        line(2, 0, 0, "205:2", "101:11", "150_14:72", "150_14:555"),
-        line(3, 0, 0, "101:10"),
-        line(4, 0, 0, "205:500"),
-    ]
-    (raw / "testdata_10w.csv").write_text("\n".join(test) + "\n")
+    valid = write_tokens(raw)
     params = load_params(
         {
             "datasets.aliccp.prepare.min_count": 2,
@@ -60,7 +40,7 @@ def prepared(tmp_path: Path) -> tuple[Path, np.ndarray]:
 
 def vocabulary(out: Path, field: str) -> dict[int, int]:
     table = pq.read_table(out / "vocab" / f"{field}.parquet").to_pydict()
-    return dict(zip(table["raw"], table["id"]))
+    return dict(zip(table["value"], table["id"]))
 
 
 def test_splits_follow_the_seeded_hash_of_the_sample_id(prepared):
@@ -111,35 +91,35 @@ def test_multi_valued_ids_are_truncated_in_order_then_encoded_with_lengths(prepa
 def test_encoders_json_maps_raw_values_to_the_prepared_ids(prepared):
     out, _ = prepared
     encoders = json.loads((out / "encoders.json").read_text())
-    assert [f["name"] for f in encoders["fields"]][:3] == ["101", "109_14", "110_14"]
-    assert encoders["unknown_id"] == 0
-    assert encoders["min_count"] == 2
-    users = next(f for f in encoders["fields"] if f["name"] == "101")
+    assert [f["name"] for f in encoders["sparse"]][:3] == ["101", "109_14", "110_14"]
+    assert {f["unknown_id"] for f in encoders["sparse"]} == {0}
+    assert {f["min_count"] for f in encoders["sparse"]} == {2}
+    users = next(f for f in encoders["sparse"] if f["name"] == "101")
     mapping = vocabulary(out, "101")
     assert users["vocab_size"] == len(mapping) + 1 == 3
     # encode the raw test rows with the published mapping alone and compare with the prepared column
     raw_users = [10, 11, 10, None]
     expected = [mapping.get(u, 0) if u is not None else 0 for u in raw_users]
     assert pq.read_table(out / "test.parquet").column("101").to_pylist() == expected
-    multi = next(f for f in encoders["fields"] if f["name"] == "150_14")
+    multi = next(f for f in encoders["sparse"] if f["name"] == "150_14")
     assert multi["max_len"] == 3
     assert multi["length_column"] == "150_14__len"
 
 
 def test_valid_mask_is_deterministic_seeded_and_near_the_fraction():
     ids = np.arange(1, 200_001)
-    mask = valid_mask(ids, 0.1, 7)
-    assert np.array_equal(mask, valid_mask(ids, 0.1, 7))
+    mask = in_fraction(ids, 0.1, 7)
+    assert np.array_equal(mask, in_fraction(ids, 0.1, 7))
     assert abs(mask.mean() - 0.1) < 0.005
-    assert not np.array_equal(mask, valid_mask(ids, 0.1, 8))
-    assert np.array_equal(valid_mask(ids[::-1], 0.1, 7), mask[::-1])  # independent of file order
+    assert not np.array_equal(mask, in_fraction(ids, 0.1, 8))
+    assert np.array_equal(in_fraction(ids[::-1], 0.1, 7), mask[::-1])  # independent of file order
 
 
 def test_id_counter_merges_chunks_exactly(monkeypatch):
-    monkeypatch.setattr("mtl.datasets.aliccp.vocab.MERGE_EVERY", 4)
+    monkeypatch.setattr("mtl.datasets.encoding.MERGE_EVERY", 4)
     rng = np.random.default_rng(0)
     chunks = [rng.integers(0, 50, 30) for _ in range(20)]
-    counter = IdCounter()
+    counter = ValueCounter()
     for chunk in chunks:
         counter.add(chunk)
     keys, counts = counter.result()

@@ -12,11 +12,12 @@ import pytest
 
 from mtl.cli import main
 from mtl.config import load_params
-from mtl.datasets.aliccp.fields import FIELDS, Layout
-from mtl.datasets.aliccp.synthetic import TEST_FILE, TRAIN_FILE, TRUTH_FILE, generate
-from mtl.datasets.aliccp.tokens import iter_token_chunks
+from mtl.datasets.aliccp import FIELDS, TOKEN_FILES, TRUTH, Layout
+from mtl.datasets.aliccp.parse import iter_token_chunks
+from mtl.datasets.aliccp.synthetic import generate
 from mtl.evaluation import roc_auc
 
+TRAIN_FILE, TEST_FILE = TOKEN_FILES["train"], TOKEN_FILES["test"]
 SMALL = {"datasets.aliccp.synthetic.train_rows": 3000, "datasets.aliccp.synthetic.test_rows": 1000}
 
 
@@ -30,10 +31,10 @@ def make(tmp_path: Path, name: str, **overrides) -> Path:
 
 def test_generation_is_deterministic_by_seed(tmp_path):
     first, again, other = make(tmp_path, "a"), make(tmp_path, "b"), make(tmp_path, "c", seed=8)
-    for name in (TRAIN_FILE, TEST_FILE, TRUTH_FILE):
+    for name in (TRAIN_FILE, TEST_FILE, TRUTH.name):
         assert (first / name).read_bytes() == (again / name).read_bytes(), name
     assert (first / TRAIN_FILE).read_bytes() != (other / TRAIN_FILE).read_bytes()
-    assert sorted(p.name for p in first.iterdir()) == sorted([TRAIN_FILE, TEST_FILE, TRUTH_FILE])
+    assert sorted(p.name for p in first.iterdir()) == sorted([TRAIN_FILE, TEST_FILE, TRUTH.name])
 
 
 def test_files_are_in_the_token_format_with_field_owned_global_ids(tmp_path):
@@ -67,7 +68,7 @@ def test_files_are_in_the_token_format_with_field_owned_global_ids(tmp_path):
 
 def test_rates_hit_the_targets_and_the_truth_carries_signal(tmp_path):
     raw = make(tmp_path, "raw", train_rows=60_000, test_rows=100)
-    truth = pq.read_table(raw / TRUTH_FILE).to_pandas()
+    truth = pq.read_table(raw / TRUTH.name).to_pandas()
     truth = truth[truth["file"] == TRAIN_FILE]
     chunks = list(iter_token_chunks(raw / TRAIN_FILE, Layout(3), Counter()))
     click = np.concatenate([c.click for c in chunks])

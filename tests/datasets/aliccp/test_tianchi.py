@@ -13,63 +13,21 @@ import pyarrow.parquet as pq
 import pytest
 
 from mtl.config import load_params
-from mtl.datasets.aliccp import AliCCP
-from mtl.datasets.aliccp.fields import FIELD_INDEX, Layout, merge_slots
-from mtl.datasets.aliccp.tianchi import iter_tianchi_chunks
+from mtl.datasets.aliccp import FIELD_INDEX, AliCCP, Layout
+from mtl.datasets.aliccp.join import iter_tianchi_chunks, merge_slots
 from mtl.datasets.base import Manifest
 from mtl.errors import DataFormatError, DataValidationError
 from mtl.validation import validate_raw
+from tests.support.raw_files import TIANCHI_TRAIN as TRAIN
+from tests.support.raw_files import TIANCHI_USERS as USERS
+from tests.support.raw_files import entries, skeleton, write_archive, write_tianchi
 
 LAYOUT = Layout(3)
 
 
-def entries(*items: tuple) -> str:
-    """A feature list: ``field\\x02feature_id\\x03value`` entries joined by ``\\x01``."""
-    return "\x01".join(f"{field}\x02{feature}\x03{value}" for field, feature, value in items)
-
-
-def skeleton(sample_id: int, click: int, purchase: int, key: str, *items: tuple) -> str:
-    return f"{sample_id},{click},{purchase},{key},{len(items)},{entries(*items)}"
-
-
-def common(key: str, *items: tuple) -> str:
-    return f"{key},{len(items)},{entries(*items)}"
-
-
-def write_archive(path: Path, part: str, skeleton_lines: list[str], common_lines: list[str]) -> Path:
-    with tarfile.open(path, "w:gz") as tar:
-        for name, lines in (
-            (f"sample_skeleton_{part}.csv", skeleton_lines),
-            (f"common_features_{part}.csv", common_lines),
-        ):
-            data = ("\n".join(lines) + "\n").encode()
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return path
-
-
-USERS = [
-    common("u1", ("101", 11, 1.0), ("109_14", 21, 3.0), ("109_14", 22, 1.0), ("121", 31, 1.0)),
-    common("u2", ("101", 12, 1.0), ("109_14", 21, 2.0), ("121", 32, 1.0)),
-]
-TRAIN = [
-    skeleton(1, 1, 1, "u1", ("205", 1001, 1.0), ("109_14", 25, 1.0), ("206", 2001, 1.0), ("508", 3001, 2.5)),
-    skeleton(2, 0, 0, "u2", ("205", 1001, 1.0), ("206", 2002, 1.0)),
-    skeleton(3, 0, 1, "u1", ("205", 1002, 1.0), ("206", 2001, 1.0)),  # purchase without click: dropped
-    skeleton(4, 1, 0, "u9", ("205", 1003, 1.0), ("109_14", 29, 4.0)),  # no common features for u9
-    skeleton(5, 0, 0, "u2", ("205", 1001, 1.0), ("999", 5, 1.0)),  # unknown field 999
-]
-
-
 @pytest.fixture
 def raw(tmp_path: Path) -> Path:
-    raw = tmp_path / "raw"
-    raw.mkdir()
-    write_archive(raw / "sample_train.tar.gz", "train", TRAIN, USERS)
-    test = [skeleton(1, 1, 0, "u1", ("205", 1001, 1.0)), skeleton(2, 0, 0, "u3", ("205", 1777, 1.0))]
-    write_archive(raw / "sample_test.tar.gz", "test", test, [*USERS, common("u3", ("101", 13, 1.0))])
-    return raw
+    return write_tianchi(tmp_path / "raw")
 
 
 def joined(raw: Path, buckets: int) -> tuple[list, Counter]:
@@ -162,13 +120,14 @@ def test_prepare_fits_vocabularies_on_train_and_writes_splits(raw, tmp_path):
     assert {name: s.rows for name, s in metadata.splits.items()} == {"train": 4, "valid": 0, "test": 2}
     test = pq.read_table(out / "test.parquet").to_pydict()
     vocab = pq.read_table(out / "vocab" / "205.parquet").to_pydict()
-    assert vocab["raw"] == [1001, 1003]  # 1002 appears only in the dropped row
-    assert test["205"][0] == vocab["id"][vocab["raw"].index(1001)]
+    assert vocab["value"] == [1001, 1003]  # 1002 appears only in the dropped row
+    assert test["205"][0] == vocab["id"][vocab["value"].index(1001)]
     assert test["205"][1] == 0  # 1777 never seen in train
     assert test["101"][1] == 0  # u3's user id only exists in the test archive
     assert [d.name for d in metadata.features.dense][:2] == ["D109_14", "D110_14"]
     encoders = json.loads((out / "encoders.json").read_text())
-    assert encoders["dense"][0]["raw_value"].startswith("sign(s) * log1p(|s|)")
+    assert encoders["dense_value"].startswith("sign(s) * log1p(|s|)")
+    assert encoders["dense"][0]["name"] == "D109_14"
 
 
 def test_raw_suite_passes_on_good_archives_and_reports_a_feature_count_mismatch(tmp_path):

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mtl.datasets.aliccp.fields import FIELD_INDEX, FIELDS, Layout
-from mtl.datasets.aliccp.tokens import iter_token_chunks, token_frames
+from mtl.datasets.aliccp import FIELD_INDEX, FIELDS, Layout
+from mtl.datasets.aliccp.parse import iter_token_chunks, token_frames
 from mtl.errors import DataFormatError
 
 LAYOUT = Layout(3)

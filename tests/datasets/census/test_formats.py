@@ -10,49 +10,18 @@ import pytest
 
 from mtl import validation
 from mtl.config import load_params
+from mtl.datasets import census
 from mtl.datasets.base import Manifest
-from mtl.datasets.census import Census, schema
-from mtl.datasets.census.csv_source import COLUMNS as CSV_COLUMNS
-from mtl.datasets.census.onehot import OnehotLayout
-from mtl.datasets.census.splits import ROW_ID_STRIDE
+from mtl.datasets.census import RECHUB, ROW_ID_STRIDE, Census
+from mtl.datasets.census.parse import OnehotLayout
 from mtl.datasets.prepared import read_split
 from mtl.errors import DataFormatError, DataValidationError
+from tests.support.raw_files import CSV_TEST, CSV_TRAIN, CSV_VAL, write_onehot
+from tests.support.raw_files import write_census_csv as write_csv
+
+CSV_COLUMNS = RECHUB.columns
 
 # --- PaddleRec one-hot: marital, income, 11 raw numerics, 488 indicators (one per categorical group) ---
-
-NUMERICS = {  # age, wage, gains, losses, dividends, instance_weight, num_emp, own_or_self, vet, weeks, year
-    "child": [9, 0, 0, 0, 0, 1758.14, 0, 0, 0, 0, 95],
-    "widow": [73, 0, 0, 0, 0, 1700.09, 0, 0, 2, 0, 95],
-    "worker": [38, 1200, 0, 0, 0, 1032.64, 4, 0, 2, 52, 94],
-    "rich": [52, 0, 15024, 0, 2500, 991.95, 6, 1, 2, 52, 94],
-}
-
-
-def onehot_line(marital: int, income: int, person: str, shift: int, *, bools: bool = False) -> str:
-    indicators = np.zeros(488, dtype=int)
-    indicators[[16 * group + shift for group in range(29)]] = 1  # one active value in each of 29 groups
-    cells = [str(v) for v in indicators] if not bools else ["True" if v else "False" for v in indicators]
-    return ",".join([str(marital), str(income), *(str(v) for v in NUMERICS[person]), *cells])
-
-
-ONEHOT_TRAIN = [(0, 0, "worker", 0), (1, 0, "child", 1), (0, 1, "rich", 2), (0, 0, "widow", 3)]
-ONEHOT_TEST = [(0, 1, "rich", 2), (1, 0, "child", 1), (0, 0, "worker", 4)]
-HEADER_NUMERICS = [
-    "age", "wage_per_hour", "capital_gains", "capital_losses", "stock_dividends", "instance_weight",
-    "num_emp", "own_or_self", "vet_benefits", "weeks_worked", "year",
-]  # fmt: skip
-INDICATOR_NAMES = [f"group{g}_ value{v}" for g in range(29) for v in range(16)][:488]
-HEADER = ",".join(["marital_stat", "income_50k", *HEADER_NUMERICS, *INDICATOR_NAMES])
-
-
-def write_onehot(raw: Path, *, header: tuple[bool, bool] = (False, False), bools: bool = False) -> Path:
-    raw.mkdir(parents=True, exist_ok=True)
-    for (name, rows), with_header in zip(
-        (("train_data.csv", ONEHOT_TRAIN), ("test_data.csv", ONEHOT_TEST)), header
-    ):
-        lines = [onehot_line(*row, bools=bools) for row in rows]
-        (raw / name).write_text("\n".join([HEADER, *lines] if with_header else lines) + "\n")
-    return raw
 
 
 def manifest(source: str) -> Manifest:
@@ -105,7 +74,7 @@ def test_onehot_header_row_and_boolean_indicators_are_optional(tmp_path):
     boolean = prepare(write_onehot(tmp_path / "bools", bools=True), tmp_path / "out_bools", "paddlerec")
     for other, out in ((headed, "out_headed"), (boolean, "out_bools")):
         assert other.splits == plain.splits
-        for split in schema.SPLITS:
+        for split in census.SPLITS:
             a, b = read_split(tmp_path / "out_plain", split), read_split(tmp_path / out, split)
             np.testing.assert_array_equal(a.dense, b.dense)
             np.testing.assert_array_equal(a.row_id, b.row_id)
@@ -167,50 +136,16 @@ def test_onehot_raw_suite_reports_each_corruption(tmp_path):
 
 # --- torch-rechub label-encoded CSV: header, 7 MinMax dense + 32 codes + 2 labels ----------------------
 
-CSV_BASE = dict(zip(CSV_COLUMNS, [
-    "0.3111", "4", "33", "29", "12", "0.0", "2", "0", "19", "7", "2", "0", "0", "1", "3", "0", "0.0", "0.0",
-    "0.0", "2", "3", "36", "20", "4", "7", "6", "7", "2", "2", "0.5", "4", "40", "40", "40", "4", "0", "1",
-    "2", "0.3077", "0", "0",
-], strict=True))  # fmt: skip
-CSV_TRAIN = [
-    {},
-    {"age": "0.0667", "education": "10", "marital status": "1", "weeks worked in year": "0.0"},
-    {"age": "0.4778", "education": "16", "income": "1", "capital gains": "0.0685", "year": "1"},
-    {"age": "0.7", "class of worker": "7", "education": "12", "weeks worked in year": "1.0"},
-]
-CSV_VAL = [  # education 9 and race 1 never occur in train
-    {"education": "9", "race": "1", "income": "1"},
-    {"age": "0.1222", "marital status": "1"},
-]
-CSV_TEST = [{"income": "1", "education": "16"}, {"marital status": "1"}, {"industry code": "47"}]
-
-
-def write_csv(
-    raw: Path,
-    drop: str | None = None,
-    train: list | None = None,
-    val: list | None = None,
-    test: list | None = None,
-) -> Path:
-    """The three files; ``drop`` removes a column from the val file."""
-    raw.mkdir(parents=True, exist_ok=True)
-    files = {"train": train or CSV_TRAIN, "val": val or CSV_VAL, "test": test or CSV_TEST}
-    for name, rows in ((f"census_income_{part}.csv", rows) for part, rows in files.items()):
-        columns = [c for c in CSV_COLUMNS if c != (drop if name.endswith("_val.csv") else None)]
-        lines = [",".join(columns)] + [",".join({**CSV_BASE, **row}[c] for c in columns) for row in rows]
-        (raw / name).write_text("\n".join(lines) + "\n")
-    return raw
-
 
 def test_csv_prepare_reindexes_codes_with_train_vocabularies(tmp_path):
     metadata = prepare(write_csv(tmp_path / "raw"), tmp_path / "out", "csv")
-    assert [f.name for f in metadata.features.sparse] == list(schema.SPARSE)  # our short names
-    assert [f.name for f in metadata.features.dense] == list(schema.DENSE)
+    assert [f.name for f in metadata.features.sparse] == list(census.SPARSE)  # our short names
+    assert [f.name for f in metadata.features.dense] == list(census.DENSE)
     assert {s: i.rows for s, i in metadata.splits.items()} == {"train": 4, "valid": 2, "test": 3}
-    train, valid, test = (read_split(tmp_path / "out", s) for s in schema.SPLITS)
+    train, valid, test = (read_split(tmp_path / "out", s) for s in census.SPLITS)
     assert valid.row_id.tolist() == [ROW_ID_STRIDE, ROW_ID_STRIDE + 1]
     assert test.row_id.tolist() == [2 * ROW_ID_STRIDE + i for i in range(3)]
-    education, race = schema.SPARSE.index("education"), schema.SPARSE.index("race")
+    education, race = census.SPARSE.index("education"), census.SPARSE.index("race")
     assert train.sparse[:, education].tolist() == [1, 2, 3, 1]  # code 12 (2x) first, then 10, 16
     assert valid.sparse[:, education].tolist() == [0, 1]  # code 9 never seen in train
     assert valid.sparse[:, race].tolist() == [0, 1]

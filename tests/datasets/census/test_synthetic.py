@@ -15,9 +15,9 @@ from sklearn.linear_model import LogisticRegression
 
 from mtl.cli import main
 from mtl.config import load_params
-from mtl.datasets.census import SOURCES, schema
-from mtl.datasets.census.synthetic import ARCHIVE, TRUTH_FILE, generate_census
-from mtl.datasets.census.uci import UciLayout
+from mtl.datasets import census
+from mtl.datasets.census import ARCHIVE, SOURCES, TRUTH, synthetic
+from mtl.datasets.census.parse import UciLayout
 from mtl.evaluation import roc_auc
 
 
@@ -27,7 +27,7 @@ def generate(raw: Path, rows: int = 3000, seed: int = 11) -> None:
         "datasets.census.synthetic.test_rows": rows // 2,
         "datasets.census.synthetic.seed": seed,
     }
-    generate_census(raw, load_params(overrides).datasets.census.synthetic)
+    synthetic.generate(raw, load_params(overrides).datasets.census.synthetic)
 
 
 def digest(path: Path) -> str:
@@ -44,7 +44,7 @@ def test_generation_is_deterministic_and_writes_only_declared_files(tmp_path):
     generate(tmp_path / "b")
     generate(tmp_path / "c", seed=12)
     declared = {f.name for f in SOURCES["synthetic"].files}
-    assert {p.name for p in (tmp_path / "a").iterdir()} == declared == {ARCHIVE, TRUTH_FILE}
+    assert {p.name for p in (tmp_path / "a").iterdir()} == declared == {ARCHIVE, TRUTH.name}
     for name in declared:
         assert digest(tmp_path / "a" / name) == digest(tmp_path / "b" / name)
         assert digest(tmp_path / "a" / name) != digest(tmp_path / "c" / name)
@@ -63,14 +63,14 @@ def test_files_are_raw_uci_lines_that_the_uci_parser_reads(tmp_path):
     assert all(v.startswith(" ") and not v.startswith("  ") for f in fields for v in f[1:])
     assert {f[-1] for f in fields} == {" - 50000.", " 50000+."}
 
-    truth = pq.read_table(tmp_path / TRUTH_FILE).to_pandas()
+    truth = pq.read_table(tmp_path / TRUTH.name).to_pandas()
     train_truth = truth[truth["file"] == "census-income.data"].sort_values("row")
     assert [f[7] == " Never married" for f in fields] == train_truth["marital"].astype(bool).tolist()
     path = tmp_path / "census-income.data"
     path.write_text(files["census-income.data"])
     (_, frame), *_ = UciLayout().read(path, 10_000, strict=True)
     labels = UciLayout().labels(frame)
-    for task in schema.TASKS:
+    for task in census.TASKS:
         np.testing.assert_array_equal(labels[task], train_truth[task].to_numpy())
     assert (frame["instance_weight"] > 0).all()
     assert frame["age"].between(0, 90).all()
@@ -82,13 +82,13 @@ def test_files_are_raw_uci_lines_that_the_uci_parser_reads(tmp_path):
 
 def test_planted_signal_has_the_documented_rates_and_is_learnable(tmp_path):
     generate(tmp_path, rows=10_000)
-    truth = pq.read_table(tmp_path / TRUTH_FILE).to_pandas()
+    truth = pq.read_table(tmp_path / TRUTH.name).to_pandas()
     params = load_params().datasets.census.synthetic
     assert truth["p_income"].mean() == pytest.approx(params.income_rate, abs=1e-4)  # solved intercept
     assert truth["p_marital"].mean() == pytest.approx(params.never_married_rate, abs=1e-4)
     assert truth["income"].mean() == pytest.approx(params.income_rate, abs=0.01)
     assert truth["marital"].mean() == pytest.approx(params.never_married_rate, abs=0.02)
-    for task in schema.TASKS:
+    for task in census.TASKS:
         assert 0.9 < roc_auc(truth[task], truth[f"p_{task}"]) < 0.99
 
     # A plain logistic regression on a few raw columns recovers much of it: the signal is in the features.
@@ -132,10 +132,10 @@ def test_download_validate_prepare_through_the_cli(tmp_path):
     splits = metadata["splits"]
     assert splits["train"]["rows"] == 3000
     assert splits["valid"]["rows"] == splits["test"]["rows"] == 500
-    for split in schema.SPLITS:
+    for split in census.SPLITS:
         assert set(splits[split]["label_rates"]) == {"income", "marital"}
         assert 0.0 < splits[split]["label_rates"]["income"] < 0.2
-        for task in schema.TASKS:
+        for task in census.TASKS:
             assert 0.85 < metadata["extra"]["oracle_auc"][split][task] <= 1.0
     features = [f["name"] for kind in ("sparse", "dense") for f in metadata["features"][kind]]
     assert len(features) == 39

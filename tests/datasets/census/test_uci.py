@@ -11,80 +11,17 @@ import pytest
 
 from mtl import validation
 from mtl.config import load_params
+from mtl.datasets import census
 from mtl.datasets.base import Manifest
-from mtl.datasets.census import Census, schema
-from mtl.datasets.census.encode import Encoders
-from mtl.datasets.census.splits import ROW_ID_STRIDE, in_valid_half
-from mtl.datasets.census.uci import UciLayout, parse_lines
+from mtl.datasets.census import ROW_ID_STRIDE, Census
+from mtl.datasets.census.parse import UciLayout, parse_lines
+from mtl.datasets.census.prepare import Encoders
+from mtl.datasets.encoding import in_first_half as in_valid_half
 from mtl.datasets.prepared import read_split
 from mtl.errors import DataFormatError, DataValidationError
-
-# A married working adult, spelled as in census-income.data (the leading spaces are added by uci_line).
-BASE = {
-    "age": "38", "class_worker": "Private", "det_ind_code": "33", "det_occ_code": "29",
-    "education": "High school graduate", "wage_per_hour": "0", "hs_college": "Not in universe",
-    "marital_stat": "Married-civilian spouse present", "major_ind_code": "Retail trade",
-    "major_occ_code": "Other service", "race": "White", "hisp_origin": "All other", "sex": "Female",
-    "union_member": "Not in universe", "unemp_reason": "Not in universe",
-    "full_or_part_emp": "Full-time schedules", "capital_gains": "0", "capital_losses": "0",
-    "stock_dividends": "0", "tax_filer_stat": "Joint both under 65", "region_prev_res": "Not in universe",
-    "state_prev_res": "Not in universe", "det_hh_fam_stat": "Spouse of householder",
-    "det_hh_summ": "Spouse of householder", "instance_weight": "1032.64", "mig_chg_msa": "Nonmover",
-    "mig_chg_reg": "Nonmover", "mig_move_reg": "Nonmover", "mig_same": "Yes",
-    "mig_prev_sunbelt": "Not in universe", "num_emp": "4", "fam_under_18": "Not in universe",
-    "country_father": "United-States", "country_mother": "United-States", "country_self": "United-States",
-    "citizenship": "Native- Born in the United States", "own_or_self": "0", "vet_question": "Not in universe",
-    "vet_benefits": "2", "weeks_worked": "52", "year": "94", "income_50k": "- 50000.",
-}  # fmt: skip
-CHILD = {
-    "age": "9", "class_worker": "Not in universe", "det_ind_code": "0", "det_occ_code": "0",
-    "education": "Children", "marital_stat": "Never married", "major_ind_code": "Not in universe or children",
-    "major_occ_code": "Not in universe", "hisp_origin": "NA", "full_or_part_emp": "Children or Armed Forces",
-    "tax_filer_stat": "Nonfiler", "det_hh_fam_stat": "Child <18 never marr not in subfamily",
-    "det_hh_summ": "Child under 18 never married", "instance_weight": "1758.14", "mig_chg_msa": "?",
-    "mig_chg_reg": "?", "mig_move_reg": "?", "mig_same": "Not in universe under 1 year old",
-    "mig_prev_sunbelt": "?", "num_emp": "0", "fam_under_18": "Both parents present", "vet_benefits": "0",
-    "weeks_worked": "0", "year": "95",
-}  # fmt: skip
-RICH = {
-    "age": "52", "class_worker": "Self-employed-incorporated", "det_ind_code": "35", "det_occ_code": "2",
-    "education": "Masters degree(MA MS MEng MEd MSW MBA)",
-    "major_ind_code": "Finance insurance and real estate", "major_occ_code": "Executive admin and managerial",
-    "sex": "Male", "capital_gains": "15024", "stock_dividends": "2500", "det_hh_fam_stat": "Householder",
-    "det_hh_summ": "Householder", "own_or_self": "1", "income_50k": "50000+.",
-}  # fmt: skip
-YOUNG = {
-    "age": "24", "marital_stat": "Never married", "wage_per_hour": "900",
-    "det_hh_fam_stat": "Child 18+ never marr Not in a subfamily", "det_hh_summ": "Child 18 or older",
-    "tax_filer_stat": "Single", "instance_weight": "2105.5",
-}  # fmt: skip
-DIVORCED = {"age": "45", "marital_stat": "Divorced", "capital_losses": "1902", "tax_filer_stat": "Single"}
-WIDOW = {
-    "age": "71", "marital_stat": "Widowed", "education": "7th and 8th grade",
-    "class_worker": "Not in universe", "full_or_part_emp": "Not in labor force", "weeks_worked": "0",
-    "num_emp": "0",
-}  # fmt: skip
-TRAIN = [BASE, CHILD, RICH, YOUNG, DIVORCED, WIDOW]
-TEST = [
-    {"education": "Doctorate degree(PhD EdD)", "income_50k": "50000+."},  # education unseen in train
-    {},
-    CHILD,
-    {"country_self": "Vietnam", "citizenship": "Foreign born- Not a citizen of U S"},  # unseen values
-    YOUNG,
-]
-
-
-def uci_line(record: dict[str, str]) -> str:
-    values = {**BASE, **record}
-    return ", ".join(values[c] for c in schema.COLUMNS)  # fields after the first start with a space
-
-
-def write_uci(raw_dir: Path, train: list[dict], test: list[dict], *, sub: str = "") -> Path:
-    folder = raw_dir / sub
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "census-income.data").write_text("".join(uci_line(r) + "\n" for r in train))
-    (folder / "census-income.test").write_text("".join(uci_line(r) + "\n" for r in test))
-    return raw_dir
+from tests.support.raw_files import BASE, CHILD, RICH, uci_line, write_uci
+from tests.support.raw_files import UCI_TEST as TEST
+from tests.support.raw_files import UCI_TRAIN as TRAIN
 
 
 def manifest(source: str = "uci") -> Manifest:
@@ -106,7 +43,7 @@ def test_fixture_lines_have_the_raw_shape():
 
 def test_parser_strips_leading_spaces_and_reads_labels(tmp_path):
     frame = read_all(write_uci(tmp_path, TRAIN, TEST) / "census-income.data")
-    assert list(frame.columns) == list(schema.COLUMNS)
+    assert list(frame.columns) == list(census.COLUMNS)
     assert frame.loc[2, "education"] == "Masters degree(MA MS MEng MEd MSW MBA)"
     assert frame.loc[1, "hisp_origin"] == "NA"  # a category, not a missing value
     assert frame.loc[1, "mig_chg_msa"] == "?"
@@ -188,8 +125,8 @@ def test_prepare_encodes_splits_and_keeps_instance_weight_out(tmp_path):
     out = tmp_path / "prepared"
     metadata = prepare(raw, out)
 
-    assert [f.name for f in metadata.features.sparse] == list(schema.SPARSE)
-    assert [f.name for f in metadata.features.dense] == list(schema.DENSE)
+    assert [f.name for f in metadata.features.sparse] == list(census.SPARSE)
+    assert [f.name for f in metadata.features.dense] == list(census.DENSE)
     columns = pq.read_schema(out / "train.parquet").names
     assert "instance_weight" not in columns
     assert "marital_stat" not in columns
@@ -238,7 +175,7 @@ def test_dense_columns_are_standardised_with_train_statistics(tmp_path):
         expected = (raw_values - raw_values.mean()) / raw_values.std()
         np.testing.assert_allclose(train.dense[:, dense.index(name)], expected, rtol=1e-5)
     encoders = json.loads((out / "encoders.json").read_text())
-    assert {e["name"] for e in encoders["dense"] if e["log1p"]} == set(schema.LOG1P)
+    assert {e["name"] for e in encoders["dense"] if e["log1p"]} == set(census.LOG1P)
     assert "instance_weight" in encoders["excluded"]
 
 
@@ -251,8 +188,8 @@ def test_encoders_reproduce_prepared_rows_from_raw_lines(tmp_path):
     for split in ("valid", "test"):
         arrays = read_split(out, split)
         rows = arrays.row_id - ROW_ID_STRIDE
-        np.testing.assert_array_equal(arrays.sparse, np.stack([sparse[n] for n in schema.SPARSE], 1)[rows])
-        np.testing.assert_allclose(arrays.dense, np.stack([dense[n] for n in schema.DENSE], 1)[rows])
+        np.testing.assert_array_equal(arrays.sparse, np.stack([sparse[n] for n in census.SPARSE], 1)[rows])
+        np.testing.assert_allclose(arrays.dense, np.stack([dense[n] for n in census.DENSE], 1)[rows])
 
 
 def test_min_count_maps_rare_train_values_to_unknown(tmp_path):

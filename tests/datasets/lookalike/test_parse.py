@@ -14,70 +14,23 @@ from mtl import validation
 from mtl.config import Params, load_params
 from mtl.datasets import safe_pickle
 from mtl.datasets.base import Manifest
-from mtl.datasets.lookalike import Lookalike
-from mtl.datasets.lookalike.legacy_pickle import dumps_legacy_dataframe
-from mtl.datasets.lookalike.parse import find_split_files, iter_raw_tables, to_raw_split
-from mtl.datasets.lookalike.prepare import encode_ids, encode_multi
-from mtl.datasets.lookalike.schema import (
+from mtl.datasets.encoding import ShiftedIds, encode_slots
+from mtl.datasets.lookalike import (
     AD_FIELDS,
-    COLUMNS,
     DYNAMIC_FIELDS,
     LENGTH_SUFFIX,
     SPLIT_FILES,
     SPLITS,
     STATIC_FIELDS,
+    Lookalike,
 )
+from mtl.datasets.lookalike.parse import Pickles, find_split_files, raw_tables, to_raw_split
 from mtl.datasets.prepared import read_split
 from mtl.errors import DataFormatError, DataValidationError
+from tests.support.raw_files import layout_frames
+from tests.support.raw_files import write_pickles as write_raw
 
-PAD = 99  # a per-field pad id past the length, as in the published files
 MANIFEST = Manifest(dataset="lookalike", source="paddlerec", format="metaheac-pickles")
-CAMPAIGNS = {  # split -> (aids, labels)
-    "train": ([1, 1, 2, 2, 3, 3], [1, 0, 1, 0, 0, 1]),
-    "test_hot_stage1": ([5, 5, 6, 6], [1, 0, 0, 1]),
-    "test_hot_stage2": ([5, 6, 6], [0, 1, 0]),
-    "test_cold_stage1": ([8, 9], [1, 0]),
-    "test_cold_stage2": ([8, 9, 9], [0, 1, 1]),
-}
-
-
-def layout_frame(aids: list[int], labels: list[int], first_index: int) -> pd.DataFrame:
-    """A split in the 29-column layout with values that make the expected encoding easy to state."""
-    n = len(aids)
-    rows = np.arange(n)
-    data: dict[str, object] = {"label": np.array(labels), "aid": np.array(aids)}
-    for k, field in enumerate(STATIC_FIELDS):
-        data[field] = (rows + k) % 3  # 0 is a real id in the source encoding
-    for k, (field, width) in enumerate(DYNAMIC_FIELDS.items()):
-        lengths = (rows + k) % (width + 1)
-        ids = np.where(np.arange(width) < lengths[:, None], 2 * rows[:, None] + np.arange(width), PAD)
-        cells = np.empty(n, dtype=object)
-        cells[:] = list(ids)
-        data[field] = cells
-        data[field + LENGTH_SUFFIX] = lengths
-    for k, field in enumerate(AD_FIELDS):
-        data[field] = np.array(aids) % (k + 2)  # constant within a campaign, as in the real files
-    index = pd.Index(first_index + 3 * rows, dtype=np.int64)
-    frame = pd.DataFrame({c: data[c] for c in COLUMNS}, index=index)
-    return frame.astype({c: np.int64 for c in COLUMNS if c not in DYNAMIC_FIELDS})
-
-
-def layout_frames() -> dict[str, pd.DataFrame]:
-    frames = {}
-    for number, (split, (aids, labels)) in enumerate(CAMPAIGNS.items()):
-        frames[split] = layout_frame(aids, labels, first_index=1000 * (number + 1))
-    frames["train"].loc[frames["train"].index[1], "kw1_length"] = 7  # counted past the 5 slots: clipped
-    return frames
-
-
-def write_raw(raw_dir: Path, frames: dict[str, pd.DataFrame]) -> None:
-    """Legacy (pandas < 2) pickles in a sub-folder, except one split in pandas 3's own format."""
-    folder = raw_dir / "metaheac_data"
-    folder.mkdir(parents=True, exist_ok=True)
-    for split, frame in frames.items():
-        legacy = split != "test_cold_stage2"
-        data = dumps_legacy_dataframe(frame) if legacy else pickle.dumps(frame, protocol=5)
-        (folder / SPLIT_FILES[split]).write_bytes(data)
 
 
 def small_params() -> Params:
@@ -121,13 +74,15 @@ def test_prepare_encodes_the_published_layout(tmp_path: Path) -> None:
     assert "oracle" not in metadata.extra  # only the synthetic source has true probabilities
     encoders = json.loads((tmp_path / "out" / "encoders.json").read_text())
     assert encoders["id_shift"] == 1
-    assert {name: field["vocab_size"] for name, field in encoders["fields"].items()} == vocab
+    assert {field["id_shift"] for field in encoders["sparse"]} == {1}
+    assert {field["name"]: field["vocab_size"] for field in encoders["sparse"]} == vocab
 
 
 def test_encoding_rule_a_served_model_applies() -> None:
     # encoders.json: raw + 1 inside the source's id range, 0 (unknown) outside it
-    assert encode_ids(np.array([-1, 0, 5, 6, 7]), max_id=6).tolist() == [0, 1, 6, 7, 0]
-    ids, kept = encode_multi(np.array([[4, 4, 4], [1, 2, 3], [1, 2, 30]]), np.array([0, 2, 9]), max_id=10)
+    assert ShiftedIds("f", "f", 6).encode(np.array([-1, 0, 5, 6, 7])).tolist() == [0, 1, 6, 7, 0]
+    lists = np.array([[4, 4, 4], [1, 2, 3], [1, 2, 30]])
+    ids, kept = encode_slots(ShiftedIds("f", "f", 10, max_len=3), lists, np.array([0, 2, 9]))
     assert ids.tolist() == [[0, 0, 0], [2, 3, 0], [2, 3, 0]]  # past the length and past the range: 0
     assert kept.tolist() == [0, 2, 3]
 
@@ -177,7 +132,7 @@ def test_empty_or_truncated_pickle_stops_raw_validation(tmp_path: Path, content:
     write_raw(tmp_path, layout_frames())
     (tmp_path / "metaheac_data" / "test_hot_stage2.pkl").write_bytes(content)
     with pytest.raises(DataFormatError, match=rf"test_hot_stage2\.pkl.*({message})"):
-        list(iter_raw_tables(tmp_path, chunk_rows=1000))
+        list(raw_tables(Pickles(), tmp_path, chunk_rows=1000))
 
 
 def test_parser_names_the_column_and_row_of_bad_data(tmp_path: Path) -> None:

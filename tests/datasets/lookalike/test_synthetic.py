@@ -13,19 +13,19 @@ import pytest
 from mtl.cli import main
 from mtl.config import LookalikeSynthetic, load_params
 from mtl.datasets import safe_pickle
-from mtl.datasets.lookalike import Lookalike
-from mtl.datasets.lookalike.legacy_pickle import dumps_legacy_dataframe
-from mtl.datasets.lookalike.oracle import ranking_quality
-from mtl.datasets.lookalike.schema import (
+from mtl.datasets.lookalike import (
     ARCHIVE,
     COLUMNS,
     DYNAMIC_FIELDS,
     INT_COLUMNS,
     SPLIT_FILES,
     SPLITS,
-    TRUTH_FILE,
+    TRUTH,
+    Lookalike,
 )
-from mtl.datasets.lookalike.synthetic import TOKENS, generate_lookalike, write_synthetic
+from mtl.datasets.lookalike.legacy_pickle import dumps_legacy_dataframe
+from mtl.datasets.lookalike.synthetic import TOKENS, generate, generate_lookalike
+from mtl.datasets.oracle import ranking_quality
 from mtl.datasets.prepared import read_split
 from mtl.errors import ConfigError
 
@@ -51,8 +51,8 @@ def sha256(path: Path) -> str:
 
 def test_same_seed_same_bytes_other_seed_other_data(tmp_path: Path) -> None:
     for name, seed in (("a", 5), ("b", 5), ("c", 6)):
-        write_synthetic(tmp_path / name, settings(seed=seed))
-    for file in (ARCHIVE, TRUTH_FILE):
+        generate(tmp_path / name, settings(seed=seed))
+    for file in (ARCHIVE, TRUTH.name):
         assert sha256(tmp_path / "a" / file) == sha256(tmp_path / "b" / file)
         assert sha256(tmp_path / "a" / file) != sha256(tmp_path / "c" / file)
     declared = sorted(f.name for f in Lookalike().sources["synthetic"].files)
@@ -125,7 +125,7 @@ def test_planted_signal_is_shared_and_campaign_specific() -> None:
 
 
 def test_archive_holds_the_frames_as_legacy_pickles(tmp_path: Path) -> None:
-    write_synthetic(tmp_path, settings())
+    generate(tmp_path, settings())
     expected = generate_lookalike(settings()).frames
     with zipfile.ZipFile(tmp_path / ARCHIVE) as archive:
         assert sorted(archive.namelist()) == sorted(f"metaheac_data/{name}" for name in SPLIT_FILES.values())

@@ -1,9 +1,14 @@
-"""The PaddleRec ESMM token CSV: ``sample_id,click,purchase,field:feat_id,field:feat_id,...`` per line.
+"""Reading each Ali-CCP source format into ``prepare.RawChunk`` (prepare) and per-row facts (raw validation).
 
-Parsed straight from the bytes with numpy: the separators ``,`` ``:`` and newline cut every line into
-spans, the separator after each span says what the span is, and integers are read digit by digit over
-all spans at once. Every token is kept -- including ``features[3]``, the first token, which the public
-reader skips -- and any malformed line is reported with its file and line number.
+* PaddleRec tokens (``paddlerec``, ``synthetic``): ``sample_id,click,purchase,field:feat_id,...`` per
+  line, parsed straight from the bytes with numpy: the separators ``,`` ``:`` and newline cut every
+  line into spans, the separator after each span says what the span is, and integers are read digit
+  by digit over all spans at once. Every token is kept -- including ``features[3]``, the first token,
+  which the public reader skips -- and any malformed line is reported with its file and line number.
+* The label-encoded CSV (``csv``): ``rechub_csv``, one id per field (0 = absent) and 8 dense columns.
+* The raw Tianchi archives (``tianchi``): ``join``.
+
+``FORMATS`` maps each declared source format to its reader.
 """
 
 from __future__ import annotations
@@ -16,9 +21,28 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mtl.datasets.aliccp.fields import FIELDS, Layout, RawChunk, assemble_slots, slot_stats
-from mtl.datasets.aliccp.lines import BLOCK_BYTES, drop_carriage_returns, excerpt, iter_line_blocks
+from mtl.datasets.aliccp import (
+    ARCHIVES,
+    CSV,
+    CSV_FORMAT,
+    DENSE_FIELDS,
+    FIELDS,
+    PART_ROLES,
+    TIANCHI_FORMAT,
+    TOKEN_FILES,
+    TOKEN_FORMAT,
+    Layout,
+    RawChunk,
+    assemble_slots,
+    slot_stats,
+)
+from mtl.datasets.aliccp.join import DENSE_VALUE as TIANCHI_DENSE_VALUE
+from mtl.datasets.aliccp.join import SKELETON, iter_tianchi_chunks, parsed_blocks
+from mtl.datasets.base import RawTable, Source, require_file
+from mtl.datasets.text import BLOCK_BYTES, drop_carriage_returns, excerpt, iter_line_blocks, row_error
 from mtl.errors import DataFormatError
+
+# --- PaddleRec tokens ----------------------------------------------------------------------------------
 
 COMMA, COLON, NEWLINE = ord(","), ord(":"), ord("\n")
 MAX_DIGITS = 18  # every 18-digit number fits in int64
@@ -168,7 +192,7 @@ def iter_token_blocks(path: Path, block_bytes: int = BLOCK_BYTES) -> Iterator[To
         raise DataFormatError(f"{path} is empty (expected lines of {FORMAT})")
 
 
-def check_labels(path: Path, block: TokenBlock) -> None:
+def check_token_labels(path: Path, block: TokenBlock) -> None:
     """Labels must be 0/1 and a purchase needs a click; name the first offending line."""
     for name, labels in (("click", block.click), ("purchase", block.purchase)):
         bad = np.flatnonzero(labels > 1)
@@ -190,7 +214,7 @@ def iter_token_chunks(
 ) -> Iterator[RawChunk]:
     """A token file as RawChunks with labels checked (prepare); parse facts are added to ``stats``."""
     for block in iter_token_blocks(path, block_bytes):
-        check_labels(path, block)
+        check_token_labels(path, block)
         ids, counts = assemble_slots(len(block), block.rows, block.fields, block.values, layout)
         stats.update(slot_stats(counts, layout))
         stats["rows"] += len(block)
@@ -222,3 +246,127 @@ def token_frames(path: Path, block_bytes: int = BLOCK_BYTES) -> Iterator[pd.Data
                 ),
             }
         )
+
+
+def csv_chunks(path: Path, layout: Layout, stats: Counter[str], chunk_rows: int) -> Iterator[RawChunk]:
+    """A label-encoded CSV file as RawChunks (``RechubCsv.read`` checks values; a purchase needs a click)."""
+    for first_row, frame in CSV.read(path, chunk_rows, strict=True):
+        n = len(frame)
+        click, purchase = frame["click"].to_numpy(), frame["purchase"].to_numpy()
+        if (purchase > click).any():
+            problem = "purchase=1 without a click (expected purchase <= click)"
+            raise row_error(path, first_row + int(np.argmax(purchase > click)), True, problem)
+        ids = np.zeros((n, layout.slots), dtype=np.int64)
+        counts = np.zeros((n, len(FIELDS)), dtype=np.int32)
+        for index, name in enumerate(FIELDS):
+            values = frame[name].to_numpy()
+            ids[:, layout.offsets[index]] = values
+            counts[:, index] = values != 0
+        stats.update(slot_stats(counts, layout))
+        stats["rows"] += n
+        dense = np.column_stack([frame[name].to_numpy(dtype=np.float64) for name in DENSE_FIELDS])
+        rows = np.arange(first_row, first_row + n, dtype=np.int64)
+        yield RawChunk(path.name, rows, click, purchase, ids, counts, dense)
+
+
+# --- the formats ----------------------------------------------------------------------------------------
+
+
+class Tokens:
+    hash_split = True
+    raw_value = "the integer feat_id of each token '<field>:<feat_id>' of the line"
+    dense_value = None
+
+    def chunks(
+        self, raw_dir: Path, layout: Layout, stats: Counter[str], chunk_rows: int
+    ) -> Iterator[tuple[str, RawChunk]]:
+        for part, name in TOKEN_FILES.items():
+            for chunk in iter_token_chunks(require_file(raw_dir / name, "aliccp"), layout, stats):
+                yield PART_ROLES[part], chunk
+
+    def frames(self, raw_dir: Path, chunk_rows: int) -> Iterator[tuple[str, Path, pd.DataFrame]]:
+        for part, name in TOKEN_FILES.items():
+            path = require_file(raw_dir / name, "aliccp")
+            for frame in token_frames(path):
+                yield f"{part}_tokens", path, frame
+
+
+class Csv:
+    hash_split = False  # the layout ships its own valid file
+    raw_value = "the integer in the field's column; 0 (the file's unknown id) counts as absent"
+    dense_value = "the D<field> column as given (the file's own MinMax-scaled value)"
+
+    def chunks(
+        self, raw_dir: Path, layout: Layout, stats: Counter[str], chunk_rows: int
+    ) -> Iterator[tuple[str, RawChunk]]:
+        for split, name in CSV.files.items():
+            for chunk in csv_chunks(require_file(raw_dir / name, "aliccp"), layout, stats, chunk_rows):
+                yield split, chunk
+
+    def frames(self, raw_dir: Path, chunk_rows: int) -> Iterator[tuple[str, Path, pd.DataFrame]]:
+        for split, name in CSV.files.items():
+            path = require_file(raw_dir / name, "aliccp")
+            for _, frame in CSV.read(path, chunk_rows, strict=False):
+                yield f"{split}_csv", path, frame
+
+
+class Tianchi:
+    hash_split = True
+    raw_value = (
+        "the integer feature_id of each entry '<field>\\x02<feature_id>\\x03<value>' (skeleton, then common "
+        "features)"
+    )
+    dense_value = TIANCHI_DENSE_VALUE
+
+    def chunks(
+        self, raw_dir: Path, layout: Layout, stats: Counter[str], chunk_rows: int
+    ) -> Iterator[tuple[str, RawChunk]]:
+        for part, name in ARCHIVES.items():
+            for chunk in iter_tianchi_chunks(require_file(raw_dir / name, "aliccp"), part, layout, stats):
+                yield PART_ROLES[part], chunk
+
+    def frames(self, raw_dir: Path, chunk_rows: int) -> Iterator[tuple[str, Path, pd.DataFrame]]:
+        layout = Layout(1)  # the validation frames need entry counts, not ids
+        for part, name in ARCHIVES.items():
+            path = require_file(raw_dir / name, "aliccp")
+            for kind, _, block in parsed_blocks(path, part, layout):
+                frame = {
+                    "common_feature_index": block.key.to_numpy(zero_copy_only=False).astype(str),
+                    "feature_num": block.columns["feature_num"],
+                    "entries": block.entries,
+                    "unknown_field_entries": block.unknown_per_row,
+                }
+                if kind == SKELETON:
+                    labels = {"click": block.columns["click"], "purchase": block.columns["conversion"]}
+                    frame = {"sample_id": block.columns["sample_id"], **labels} | frame
+                yield f"{part}_{kind}", path, pd.DataFrame(frame)
+
+
+FORMATS = {TOKEN_FORMAT: Tokens(), CSV_FORMAT: Csv(), TIANCHI_FORMAT: Tianchi()}
+
+
+def reader(source: Source) -> Tokens | Csv | Tianchi:
+    return FORMATS[source.format]
+
+
+def raw_tables(format_reader: Tokens | Csv | Tianchi, raw_dir: Path, chunk_rows: int) -> Iterator[RawTable]:
+    """The format's per-row facts regrouped into tables of about ``chunk_rows`` rows, with row offsets."""
+    pending: dict[str, list[pd.DataFrame]] = {}
+    offsets: dict[str, int] = {}
+    paths: dict[str, Path] = {}
+
+    def flush(table: str) -> RawTable:
+        frame = pd.concat(pending.pop(table), ignore_index=True)
+        first = offsets.get(table, 0)
+        offsets[table] = first + len(frame)
+        return RawTable(table, paths[table], frame, first_row=first)
+
+    for table, path, frame in format_reader.frames(raw_dir, chunk_rows):
+        if table in pending and paths[table] != path:
+            yield flush(table)
+        paths[table] = path
+        pending.setdefault(table, []).append(frame)
+        if sum(len(f) for f in pending[table]) >= chunk_rows:
+            yield flush(table)
+    for table in list(pending):
+        yield flush(table)

@@ -1,4 +1,4 @@
-"""Reading delimited text with errors that name the file, line, column and value.
+"""Reading raw text files: blocks of whole lines, CSV chunks, and errors that name the file, line and value.
 
 Row numbers count *data rows* (0-based; no header, no blank lines), as ``RawTable.first_row`` does;
 messages give the physical 1-based line, found by ``physical_lines`` (only on the error path).
@@ -8,12 +8,84 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from mtl.errors import DataFormatError
+
+BLOCK_BYTES = 4 << 20  # parsing a block takes tens of times its size in temporaries
+NEWLINE = 10
+CARRIAGE_RETURN = 13
+
+
+def excerpt(text: str | bytes, limit: int = 80) -> str:
+    """A line shortened for an error message, quoted."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def plain(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds (so messages read ``2``, not ``np.int64(2)``)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+# --- blocks of whole lines (the byte-level parsers) ---------------------------------------------------
+
+
+def iter_line_blocks(stream: BinaryIO, block_bytes: int = BLOCK_BYTES) -> Iterator[tuple[int, bytes]]:
+    """Yield ``(number of the block's first line, 1-based; bytes)`` of whole lines, each ending in a
+    newline (one is added after a last line that lacks it). A line longer than a block is kept whole."""
+    first_line = 1
+    carry = b""
+    while data := stream.read(block_bytes):
+        buffer = carry + data if carry else data
+        cut = buffer.rfind(b"\n")
+        if cut < 0:
+            carry = buffer
+            continue
+        block, carry = buffer[: cut + 1], buffer[cut + 1 :]
+        yield first_line, block
+        first_line += block.count(b"\n")
+    if carry:
+        yield first_line, carry + b"\n"
+
+
+def drop_carriage_returns(data: np.ndarray) -> np.ndarray:
+    """Bytes without the ``\\r`` of ``\\r\\n`` line ends (files written on Windows)."""
+    crlf = np.flatnonzero((data[:-1] == CARRIAGE_RETURN) & (data[1:] == NEWLINE))
+    return np.delete(data, crlf) if crlf.size else data
+
+
+def lines_array(block: bytes, first_line: int, where: str) -> pa.LargeStringArray:
+    """The lines of a block (as from ``iter_line_blocks``) as one Arrow string array, without line ends."""
+    data = drop_carriage_returns(np.frombuffer(block, dtype=np.uint8))
+    newlines = np.flatnonzero(data == NEWLINE)
+    lengths = np.diff(newlines, prepend=-1) - 1
+    offsets = np.zeros(newlines.size + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    text = data[data != NEWLINE]
+    array = pa.LargeStringArray.from_buffers(newlines.size, pa.py_buffer(offsets), pa.py_buffer(text))
+    try:
+        array.validate(full=True)
+    except pa.ArrowInvalid:
+        bad = next(i for i, line in enumerate(block.split(b"\n")) if not _is_utf8(line))
+        raise DataFormatError(f"{where}: line {first_line + bad} is not UTF-8 text") from None
+    return array
+
+
+def _is_utf8(line: bytes) -> bool:
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+# --- delimited text read with pandas ------------------------------------------------------------------
 
 
 def physical_lines(path: Path, data_rows: Iterable[int], *, header: bool) -> dict[int, tuple[int, str]]:
@@ -38,10 +110,6 @@ def physical_lines(path: Path, data_rows: Iterable[int], *, header: bool) -> dic
 
 def line_of(path: Path, data_row: int, *, header: bool) -> int:
     return physical_lines(path, [data_row], header=header).get(data_row, (-1, ""))[0]
-
-
-def shorten(text: str, limit: int = 80) -> str:
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def require_not_empty(path: Path) -> None:
@@ -105,8 +173,19 @@ def width_error(path: Path, line: int, text: str, width: int) -> DataFormatError
         return None
     return DataFormatError(
         f"{path} line {line}: expected {width} comma-separated fields, found {found} "
-        f"(truncated or malformed line: {shorten(text.strip())!r})"
+        f"(truncated or malformed line: {excerpt(text.strip())})"
     )
+
+
+def first_width_error(path: Path, width: int) -> DataFormatError | None:
+    """The error for the first non-empty line without exactly ``width`` fields, if there is one."""
+    with open(path, encoding="utf-8", errors="replace", newline="") as handle:
+        for number, line in enumerate(handle, start=1):
+            text = line.rstrip("\r\n")
+            error = width_error(path, number, text, width) if text else None
+            if error is not None:
+                return error
+    return None
 
 
 def _raise_if(error: Exception | None) -> None:
@@ -132,10 +211,9 @@ def require_numeric(
     bad = ~np.isfinite(block.to_numpy(dtype=np.float64, na_value=np.nan))
     if bad.any():
         row, col = (int(i) for i in np.argwhere(bad)[0])
-        raise DataFormatError(
-            f"{path} line {line_of(path, first_row + row, header=header)}: column {columns[col]!r} must be "
-            f"a finite number, got {_plain((frame if shown is None else shown)[columns[col]].iloc[row])!r}"
-        )
+        value = plain((frame if shown is None else shown)[columns[col]].iloc[row])
+        problem = f"column {columns[col]!r} must be a finite number, got {value!r}"
+        raise row_error(path, first_row + row, header, problem)
 
 
 def require_values(
@@ -145,12 +223,11 @@ def require_values(
     bad = ~frame[column].isin(allowed).to_numpy()
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise DataFormatError(
-            f"{path} line {line_of(path, first_row + row, header=header)}: column {column!r} must be one "
-            f"of {list(allowed)}, got {_plain(frame[column].iloc[row])!r}"
-        )
+        value = plain(frame[column].iloc[row])
+        problem = f"column {column!r} must be one of {list(allowed)}, got {value!r}"
+        raise row_error(path, first_row + row, header, problem)
 
 
-def _plain(value: Any) -> Any:
-    """A numpy scalar as the Python value it holds (so messages read ``2``, not ``np.int64(2)``)."""
-    return value.item() if isinstance(value, np.generic) else value
+def row_error(path: Path, data_row: int, header: bool, problem: str) -> DataFormatError:
+    """An error about one data row, naming its physical line."""
+    return DataFormatError(f"{path} line {line_of(path, data_row, header=header)}: {problem}")

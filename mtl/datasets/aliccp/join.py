@@ -1,4 +1,10 @@
-"""The raw Tianchi Ali-CCP archives: stream, hash-partition, join, with memory bounded whatever their size.
+"""The raw Tianchi Ali-CCP archives: parse, stream, hash-partition, join, with memory bounded whatever
+their size.
+
+``sample_skeleton_*.csv``: ``sample_id,click,conversion,common_feature_index,feature_num,feature_list``;
+``common_features_*.csv``: ``common_feature_index,feature_num,feature_list``. A feature list holds
+entries ``field\\x02feature_id\\x03value`` separated by ``\\x01``; a multi-valued field repeats its
+field. Lines are parsed a block at a time with Arrow string kernels.
 
 Both members of an archive are read straight out of the compressed tar stream (nothing is extracted).
 Each block of lines is parsed into slots and appended to one of ``B`` bucket files chosen by a hash of
@@ -21,6 +27,7 @@ import tempfile
 import zlib
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -28,19 +35,144 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mtl.datasets.aliccp.fields import (
+from mtl.datasets.aliccp import (
+    DENSE_SOURCE_FIELDS,
+    FIELD_INDEX,
+    FIELDS,
     Layout,
     RawChunk,
+    assemble_slots,
     column_matrix,
-    merge_slots,
     slot_columns,
     slot_stats,
 )
-from mtl.datasets.aliccp.lines import BLOCK_BYTES, iter_line_blocks
-from mtl.datasets.aliccp.tianchi_lines import FeatureBlock, parse_block
+from mtl.datasets.text import BLOCK_BYTES, excerpt, iter_line_blocks, lines_array
 from mtl.errors import DataFormatError
 
-ARCHIVES = {"train": "sample_train.tar.gz", "test": "sample_test.tar.gz"}
+# --- lines of the two members ---------------------------------------------------------------------------
+
+SKELETON_COLUMNS = ("sample_id", "click", "conversion", "common_feature_index", "feature_num", "feature_list")
+COMMON_COLUMNS = ("common_feature_index", "feature_num", "feature_list")
+_FIELD_NAMES = pa.array(FIELDS)
+_DENSE_POSITION = np.full(len(FIELDS), -1)
+_DENSE_POSITION[[FIELD_INDEX[f] for f in DENSE_SOURCE_FIELDS]] = np.arange(len(DENSE_SOURCE_FIELDS))
+
+
+@dataclass
+class FeatureBlock:
+    """Parsed lines of one block: the named columns and the feature lists laid out in slots."""
+
+    first_line: int
+    columns: dict[str, np.ndarray]  # integer columns of the line (sample_id, click, ..., feature_num)
+    key: pa.Array  # common_feature_index (string)
+    ids: np.ndarray
+    counts: np.ndarray
+    dense: np.ndarray  # (n, len(DENSE_SOURCE_FIELDS)): sum of the entry values of each dense source field
+    entries: np.ndarray  # entries per line
+    unknown_per_row: np.ndarray
+    unknown_fields: Counter[str]
+
+    def __len__(self) -> int:
+        return int(self.entries.shape[0])
+
+
+class _Where:
+    """Names a line of the file in errors."""
+
+    def __init__(self, where: str, first_line: int, lines: pa.Array):
+        self.where, self.first_line, self.lines = where, first_line, lines
+
+    def error(self, row: int, problem: str) -> DataFormatError:
+        line = self.lines[int(row)].as_py()
+        return DataFormatError(
+            f"{self.where}: line {self.first_line + int(row)}: {problem}; the line reads {excerpt(line)}"
+        )
+
+    def numbers(self, values: pa.Array, rows: np.ndarray, kind: pa.DataType, what: str) -> np.ndarray:
+        """``values`` cast to ``kind``; a value that does not parse is reported with its line."""
+        try:
+            out = pc.cast(values, kind).to_numpy(zero_copy_only=False)
+        except pa.ArrowInvalid:
+            convert = int if pa.types.is_integer(kind) else float
+            for i, text in enumerate(values.to_pylist()):
+                try:
+                    convert(text)
+                except (TypeError, ValueError):
+                    raise self.error(rows[i], f"{what} {text!r} is not a number") from None
+            raise
+        if out.dtype.kind == "f" and not np.isfinite(out).all():
+            i = int(np.argmin(np.isfinite(out)))
+            raise self.error(rows[i], f"{what} {values[i].as_py()!r} is not finite")
+        return out
+
+
+def _pieces(at: _Where, values: pa.Array, rows: np.ndarray, separator: str, expected: str) -> pa.Array:
+    """``values`` split once at ``separator``; every value must contain it."""
+    pieces = pc.split_pattern(values, separator, max_splits=1)
+    bad = np.flatnonzero(pc.list_value_length(pieces).to_numpy() != 2)
+    if bad.size:
+        raise at.error(rows[bad[0]], f"feature entry part {values[int(bad[0])].as_py()!r} is not {expected}")
+    return pieces
+
+
+def parse_block(block: bytes, first_line: int, where: str, layout: Layout, skeleton: bool) -> FeatureBlock:
+    """Parse whole lines of a skeleton (``skeleton=True``) or common-features file."""
+    lines = lines_array(block, first_line, where)
+    at = _Where(where, first_line, lines)
+    names = SKELETON_COLUMNS if skeleton else COMMON_COLUMNS
+    parts = pc.split_pattern(lines, ",", max_splits=len(names) - 1)
+    n = len(lines)
+    short = np.flatnonzero(pc.list_value_length(parts).to_numpy() != len(names))
+    if short.size:
+        raise at.error(short[0], f"expected {len(names)} comma-separated columns ({','.join(names)})")
+    row = np.arange(n)
+    column = {name: pc.list_element(parts, i) for i, name in enumerate(names)}
+    integers = {
+        name: at.numbers(column[name], row, pa.int64(), name)
+        for name in names
+        if name not in ("common_feature_index", "feature_list")
+    }
+
+    entries = pc.split_pattern(column["feature_list"], "\x01")
+    parent = pc.list_parent_indices(entries).to_numpy()
+    flat = pc.list_flatten(entries)
+    nonempty = pc.not_equal(flat, "").to_numpy(zero_copy_only=False)  # an empty feature list has no entries
+    flat, parent = flat.filter(pa.array(nonempty)), parent[nonempty]
+    field_rest = _pieces(at, flat, parent, "\x02", "field\\x02feature_id\\x03value")
+    id_value = _pieces(at, pc.list_element(field_rest, 1), parent, "\x03", "feature_id\\x03value")
+    field_index = pc.index_in(pc.list_element(field_rest, 0), value_set=_FIELD_NAMES)
+    known = pc.is_valid(field_index).to_numpy(zero_copy_only=False)
+    feature = at.numbers(pc.list_element(id_value, 0), parent, pa.int64(), "feature_id")
+    value = at.numbers(pc.list_element(id_value, 1), parent, pa.float64(), "feature value")
+
+    fields = pc.fill_null(field_index, -1).to_numpy().astype(np.int64)
+    ids, counts = assemble_slots(n, parent[known], fields[known], feature[known], layout)
+    dense_position = _DENSE_POSITION[fields]
+    is_dense = known & (dense_position >= 0)
+    width = len(DENSE_SOURCE_FIELDS)
+    dense = np.bincount(
+        parent[is_dense] * width + dense_position[is_dense], weights=value[is_dense], minlength=n * width
+    ).reshape(n, width)
+    unknown_fields: Counter[str] = Counter()
+    if not known.all():
+        names_unknown = pc.list_element(field_rest, 0).filter(pa.array(~known))
+        for item in pc.value_counts(names_unknown).to_pylist():
+            unknown_fields[item["values"]] += item["counts"]
+    return FeatureBlock(
+        first_line=first_line,
+        columns=integers,
+        key=column["common_feature_index"],
+        ids=ids,
+        counts=counts,
+        dense=dense,
+        entries=np.bincount(parent, minlength=n),
+        unknown_per_row=np.bincount(parent[~known], minlength=n),
+        unknown_fields=unknown_fields,
+    )
+
+
+# --- the archives, streamed and joined ------------------------------------------------------------------
+
 SKELETON, COMMON = "skeleton", "common_features"
 ARCHIVE_BYTES_PER_BUCKET = 64 << 20
 MAX_BUCKETS = 256  # bucket files open at once while partitioning one member
@@ -207,3 +339,20 @@ def iter_tianchi_chunks(
         yield from join_buckets(work, buckets, archive.name, layout, stats)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def merge_slots(
+    ids_a: np.ndarray, counts_a: np.ndarray, ids_b: np.ndarray, counts_b: np.ndarray, layout: Layout
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per field, the ids of ``a`` followed by those of ``b`` (truncated to the width)."""
+    ids = ids_a.copy()
+    widths = layout.widths
+    kept_a = np.minimum(counts_a, widths[None, :])
+    for index in range(len(FIELDS)):
+        start, width = int(layout.offsets[index]), int(widths[index])
+        for j in range(width):
+            source = j - kept_a[:, index]  # slot of b that lands in slot j where a has run out
+            from_b = (source >= 0) & (source < np.minimum(counts_b[:, index], width))
+            picked = ids_b[np.arange(len(ids)), start + np.clip(source, 0, width - 1)]
+            ids[:, start + j] = np.where(from_b, picked, ids[:, start + j])
+    return ids, (counts_a + counts_b).astype(np.int32)
