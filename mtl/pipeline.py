@@ -23,18 +23,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from mtl import paths
+from mtl import atomic, paths
 from mtl.config import Params
 from mtl.datasets import get_dataset
 from mtl.datasets.base import Manifest, Source
-from mtl.datasets.download import extract_archive, fetch_source
+from mtl.datasets.download import check_location, extract_archive, fetch_source
 from mtl.datasets.hashing import dir_md5
-from mtl.datasets.prepared import (
-    load_metadata,
-    publish_directory,
-    staging_directory,
-    write_json_atomic,
-)
+from mtl.datasets.prepared import load_metadata, write_json_atomic
 from mtl.errors import ConfigError, TrainingError
 
 log = logging.getLogger(__name__)
@@ -62,97 +57,168 @@ def download(
     source: str | None = None,
     location: str | None = None,
 ) -> StepResult:
-    """Fetch (or, for the synthetic source, generate) the raw files into ``raw/<dataset>/``."""
+    """Fetch (or, for the synthetic source, generate) the raw files into ``raw/<dataset>/``.
+
+    The new raw folder is built beside the old one and swapped in only when complete (``mtl.atomic``):
+    a failed or killed download leaves the previous raw files as they were.
+    """
     ds = get_dataset(dataset)
     settings = params.dataset(dataset)
     source_name = source or settings.source
     location = location if location is not None else settings.location
     src = ds.source(source_name)
+    if src.kind != "generated":
+        check_location(src, location)  # a bad --from fails before anything is written
     raw = paths.raw_dir(data_dir, dataset)
+    salvaged = _salvage_partial_files(raw)
+    atomic.recover(raw)
     manifest_path = paths.raw_manifest(data_dir, dataset)
 
     previous = Manifest.load(manifest_path) if manifest_path.is_file() else None
     wanted_params = ds.synthetic_params(params) if src.kind == "generated" else {"location": location}
     if previous and (previous.source != source_name or previous.params != wanted_params):
-        log.info("raw/%s holds source %r; replacing it with %r", dataset, previous.source, source_name)
-        shutil.rmtree(raw)
-        previous = None
-
-    raw.mkdir(parents=True, exist_ok=True)
-    if src.kind == "generated":
-        if previous and _files_intact(raw, previous):
-            log.info("synthetic %s already generated with these parameters; nothing to do", dataset)
-            return StepResult(dataset, str(raw), previous.content_hash)
-        manifest_path.unlink(missing_ok=True)
-        ds.generate(raw, params)
-        files = [_describe(raw / f.name, origin="generated") for f in src.files]
-    else:
-        files = fetch_source(
-            src,
-            location,
-            raw,
-            retries=params.download.retries,
-            backoff_seconds=params.download.backoff_seconds,
-            timeout_seconds=params.download.timeout_seconds,
-            known=previous.files if previous else None,
+        log.info(
+            "raw/%s holds source %r; it is replaced by %r once that succeeds",
+            dataset,
+            previous.source,
+            source_name,
         )
+        previous = None
+    if src.kind == "generated" and previous and _files_intact(raw, previous):
+        log.info("synthetic %s already generated with these parameters; nothing to do", dataset)
+        return StepResult(dataset, str(raw), previous.content_hash)
 
-    extracted = _extract_archives(src, raw, files, previous)
-
-    manifest = Manifest(
-        dataset=dataset,
-        source=source_name,
-        format=src.format,
-        files=files,
-        extracted=sorted(extracted),
-        params=wanted_params,
-    )
-    manifest.content_hash = _manifest_hash(manifest)
-    write_json_atomic(manifest_path, asdict(manifest))
+    # the remote files already in place are linked (not copied) into the staging folder: every writer
+    # below replaces a file by rename, so the old folder's files are never changed through the links
+    reuse = previous is not None and src.kind != "generated"
+    with atomic.replace_on_success(raw, step="download", copy_current=reuse, link=True) as staging:
+        for part in salvaged:
+            os.replace(part, staging / part.name)
+        if salvaged:
+            salvaged[0].parent.rmdir()
+        (staging / manifest_path.name).unlink(missing_ok=True)
+        if src.kind == "generated":
+            ds.generate(staging, params)
+            files = [_describe(staging / f.name, origin="generated") for f in src.files]
+        else:
+            files = fetch_source(
+                src,
+                location,
+                staging,
+                retries=params.download.retries,
+                backoff_seconds=params.download.backoff_seconds,
+                timeout_seconds=params.download.timeout_seconds,
+                known=previous.files if previous else None,
+            )
+        atomic.checkpoint("download", "fetched")
+        extracted = _extract_archives(src, staging, files, previous)
+        manifest = Manifest(
+            dataset=dataset,
+            source=source_name,
+            format=src.format,
+            files=files,
+            extracted=sorted(extracted),
+            params=wanted_params,
+        )
+        manifest.content_hash = _manifest_hash(manifest)
+        write_json_atomic(staging / manifest_path.name, asdict(manifest))
     return StepResult(dataset, str(raw), manifest.content_hash, details={"files": [f["name"] for f in files]})
 
 
+def _salvage_partial_files(raw: Path) -> list[Path]:
+    """Resumable ``.NAME.part`` files a killed download left in its staging folder, moved aside so that
+    the next download resumes them instead of starting over."""
+    staging = atomic.staging_path(raw)
+    if not staging.is_dir():
+        return []
+    keep = raw.parent / f".{raw.name}.parts"
+    shutil.rmtree(keep, ignore_errors=True)
+    parts = sorted(p for p in staging.glob(".*.part*") if p.is_file())
+    if not parts:
+        return []
+    keep.mkdir(parents=True)
+    moved = []
+    for part in parts:
+        os.replace(part, keep / part.name)
+        moved.append(keep / part.name)
+    return moved
+
+
 def validate(dataset: str, *, data_dir: Path, params: Params, stage: str = "raw") -> StepResult:
-    """Run the Great Expectations suite of a stage ('raw' or 'prepared'); raises DataValidationError."""
+    """Run the Great Expectations suite of a stage ('raw' or 'prepared'); raises DataValidationError.
+
+    The report replaces the previous one when the suite has run (passed or failed), never half-written.
+    """
     from mtl import validation
 
+    if stage not in ("raw", "prepared"):
+        raise ConfigError(f"stage must be 'raw' or 'prepared', got {stage!r}")
     ds = get_dataset(dataset)
     report_dir = paths.validation_dir(data_dir, dataset, stage)
     if stage == "raw":
         raw = paths.raw_dir(data_dir, dataset)
         manifest = Manifest.load(paths.raw_manifest(data_dir, dataset))
-        report = validation.validate_raw(ds, raw, manifest, params, report_dir)
+        report = _write_report(
+            report_dir, "validate", lambda out: validation.validate_raw(ds, raw, manifest, params, out)
+        )
         content_hash = manifest.content_hash
-    elif stage == "prepared":
+    else:
         prepared = paths.prepared_dir(data_dir, dataset)
         metadata = load_metadata(prepared)
-        report = validation.validate_prepared(ds, prepared, metadata, params, report_dir)
+        report = _write_report(
+            report_dir,
+            "validate",
+            lambda out: validation.validate_prepared(ds, prepared, metadata, params, out),
+        )
         content_hash = metadata.content_hash
-    else:
-        raise ValueError(f"stage must be 'raw' or 'prepared', got {stage!r}")
     return StepResult(
         dataset, str(report_dir), content_hash, report=str(report.summary_path), details=report.statistics
     )
 
 
+def _write_report(report_dir: Path, step: str, run: Callable[[Path], Any]) -> Any:
+    """Run a validation suite into a staging folder; publish its report whether the data passed or
+    failed (a failure's report is what the user needs), but not after a crash or a kill."""
+    from mtl.errors import DataValidationError
+
+    staging = atomic.begin(report_dir)
+    try:
+        try:
+            report = run(staging)
+        except DataValidationError as exc:
+            atomic.swap(staging, report_dir, step)
+            exc.args = tuple(str(a).replace(str(staging), str(report_dir)) for a in exc.args)
+            if exc.report_path:
+                exc.report_path = str(exc.report_path).replace(str(staging), str(report_dir))
+            raise
+        atomic.checkpoint(step, "before-swap")
+        atomic.swap(staging, report_dir, step)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    report.summary_path = report_dir / Path(report.summary_path).relative_to(staging)
+    if report.docs_path:
+        report.docs_path = report_dir / Path(report.docs_path).relative_to(staging)
+    return report
+
+
 def prepare(dataset: str, *, data_dir: Path, params: Params) -> StepResult:
-    """Parse, encode, split and validate into ``prepared/<dataset>/``; published only if valid."""
+    """Parse, encode, split and validate into ``prepared/<dataset>/``; published only if valid, and
+    only whole (built beside the previous version, swapped in at the end)."""
     from mtl import validation
 
     ds = get_dataset(dataset)
     raw = paths.raw_dir(data_dir, dataset)
     manifest = Manifest.load(paths.raw_manifest(data_dir, dataset))
     final = paths.prepared_dir(data_dir, dataset)
-    staging = staging_directory(final)
-    try:
+    with atomic.replace_on_success(final, step="prepare") as staging:
         metadata = ds.prepare(raw, staging, manifest, params)
-        report = validation.validate_prepared(
-            ds, staging, metadata, params, paths.validation_dir(data_dir, dataset, "prepared")
+        atomic.checkpoint("prepare", "written")
+        report = _write_report(
+            paths.validation_dir(data_dir, dataset, "prepared"),
+            "prepare-report",
+            lambda out: validation.validate_prepared(ds, staging, metadata, params, out),
         )
-        publish_directory(staging, final)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     return StepResult(
         dataset,
         str(final),

@@ -23,7 +23,8 @@ from mtl.datasets.base import RemoteFile, Source
 from mtl.datasets.hashing import file_sha256
 from mtl.errors import DownloadError
 
-__all__ = ["extract_archive", "fetch_source"]  # extract_archive is re-exported for mtl.pipeline
+# extract_archive is re-exported for mtl.pipeline
+__all__ = ["check_location", "extract_archive", "fetch_source"]
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,12 @@ def fetch_source(
                 {"name": remote.name, "sha256": digest, "size": target.stat().st_size, "origin": origin}
             )
     return described
+
+
+def check_location(source: Source, location: str | None) -> list[str]:
+    """Where every file of ``source`` comes from; a DownloadError (before anything is fetched or
+    written) when ``location`` is missing for a source without a public URL or names no such path."""
+    return [_origin(source, remote, location) for remote in source.files]
 
 
 def _origin(source: Source, remote: RemoteFile, location: str | None) -> str:
