@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.mtl-installed
 PYTEST_ARGS ?=
 
-.PHONY: setup run test lint format lock clean ui repro
+.PHONY: setup run test lint format lock clean ui repro params
 
 setup: $(STAMP)
 
@@ -28,6 +28,10 @@ lint: setup
 format: setup
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+# the packaged defaults (what `mtl` uses outside the project) are a byte-identical copy of params.yaml
+params:
+	cp params.yaml mtl/defaults.yaml
 
 lock:
 	scripts/lock.sh

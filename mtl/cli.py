@@ -17,11 +17,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from mtl.errors import DataValidationError, MtlError
+from mtl import catalog
+from mtl.errors import ConfigError, DataValidationError, MtlError
 
-DATASET_CHOICES = ("aliccp", "census", "lookalike")
-# listed here so that --help does not import torch; mtl.models.MODELS is the registry that decides
-MODEL_HELP = "single_task, shared_bottom, esmm, mmoe, ple, aitm, metaheac"
+# from the catalog, which imports neither torch nor pandas: --help and argument checks stay instant
+DATASET_CHOICES = tuple(catalog.DATASETS)
+MODEL_CHOICES = tuple(catalog.MODELS)
+MODEL_HELP = ", ".join(MODEL_CHOICES)
+SOURCE_HELP = "; ".join(f"{name}: {', '.join(entry.sources)}" for name, entry in catalog.DATASETS.items())
 log = logging.getLogger("mtl")
 
 
@@ -43,7 +46,14 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         help="override a params.yaml key for this invocation (repeatable), e.g. --set train.epochs=1",
     )
     parser.add_argument(
-        "--params", type=Path, default=d(None), help="parameters file (default: ./params.yaml)"
+        "--params",
+        type=Path,
+        default=d(None),
+        help="parameters file over the defaults (packaged defaults <- ./params.yaml <- $MTL_PARAMS <- "
+        "--params <- --set)",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", default=d(False), help="log what each step does"
     )
     parser.add_argument(
         "--debug", action="store_true", default=d(False), help="show tracebacks and debug logs"
@@ -70,7 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = command("download", "Fetch (or generate, for --source synthetic) a dataset's raw files.", _download)
     sub.add_argument("dataset", choices=DATASET_CHOICES)
-    sub.add_argument("--source", help="source name (default: datasets.<dataset>.source in params.yaml)")
+    sub.add_argument(
+        "--source",
+        help=f"source name (default: datasets.<dataset>.source in params.yaml). {SOURCE_HELP}",
+    )
     sub.add_argument("--from", dest="location", metavar="URL_OR_PATH", help="URL, file:// URL or local path")
 
     sub = command(
@@ -102,7 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("dataset", choices=DATASET_CHOICES)
     sub.add_argument("model", help=f"a registered model: {MODEL_HELP}")
     sub.add_argument(
-        "--split", default="test", help="split to score (default: test; metaheac: test_hot or test_cold)"
+        "--split",
+        default=None,
+        help="split to score (default: test; a campaign model such as metaheac: test_hot or test_cold)",
     )
 
     sub = command(
@@ -134,6 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("name")
     sub.add_argument("--to", dest="to_version", metavar="VERSION", help="version to return to")
     sub.add_argument("--reason", required=True, help="why (recorded on both versions)")
+    params = command("params", "Show the effective parameters and where each value came from.", _params_cmd)
+    actions = params.add_subparsers(dest="action", metavar="ACTION", required=True)
+    sub = action("show", "Every parameter (dotted key), its value and the layer that set it.")
+    sub.add_argument("prefix", nargs="?", help="only keys starting with this, e.g. train or datasets.census")
+
     sub = command(
         "run",
         "The main job: run every retraining DAG end to end on this machine (airflow dags test, embedded "
@@ -183,6 +203,79 @@ def _params(args: argparse.Namespace):  # -> Params
     from mtl.config import load_params
 
     return load_params(args.overrides, path=args.params)
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Everything about the arguments that can be known before work starts -- dataset, model, source,
+    split, the paths that must exist, the parameters -- checked without torch and before any folder,
+    file or MLflow run is created. Raises ConfigError naming the argument and the choices."""
+    dataset = getattr(args, "dataset", None)
+    model = getattr(args, "model", None)
+    if model is not None:
+        if args.command == "evaluate":
+            catalog.model(model)
+            args.split = args.split or catalog.model(model).workflow.evaluation_splits[0]
+        catalog.check(dataset, model, getattr(args, "split", None))
+    params = _params(args)  # a bad --params, $MTL_PARAMS or --set fails here
+    if args.command == "download":
+        entry = catalog.dataset(dataset)
+        source = args.source or params.dataset(dataset).source
+        if source not in entry.sources:
+            raise ConfigError(
+                f"dataset {dataset!r} has no source {source!r}; choose one of {', '.join(entry.sources)}"
+            )
+        location = args.location if args.location is not None else params.dataset(dataset).location
+        if location is None and source in entry.needs_location:
+            raise ConfigError(
+                f"source {source!r} of {dataset} has no public download URL: fetch its files by hand and "
+                "pass --from URL_OR_PATH (a folder or URL holding them)"
+            )
+        if location is not None and source != "synthetic":
+            _check_local_path(location)
+
+
+def _check_local_path(location: str) -> None:
+    """``--from`` naming a local path (plain or file://) that does not exist; URLs are not fetched here."""
+    from urllib.parse import urlsplit
+    from urllib.request import url2pathname
+
+    parts = urlsplit(location)
+    scheme = parts.scheme.lower()
+    if scheme in ("http", "https"):
+        return
+    path = Path(url2pathname(parts.path)) if scheme == "file" else Path(location).expanduser()
+    if "://" in location and scheme != "file":
+        raise ConfigError(f"--from {location}: unsupported scheme; use http(s)://, file:// or a local path")
+    if not path.exists():
+        raise ConfigError(f"--from {location}: no such file or folder")
+
+
+def _params_cmd(args: argparse.Namespace) -> Any:
+    from mtl.config import effective_params, flatten, parameter_layers, parse_override
+
+    data, origin = effective_params(args.params)
+    _params(args)  # validates the whole, --set included
+    values = flatten(data)
+    for text in args.overrides:
+        key, value = parse_override(text)
+        for known in [k for k in values if k == key or k.startswith(key + ".")]:
+            del values[known]
+        values.update(flatten({key: value}) if isinstance(value, dict) and value else {key: value})
+        for known in [k for k in values if k == key or k.startswith(key + ".")]:
+            origin[known] = f"--set {text}"
+    shown = {k: v for k, v in values.items() if not args.prefix or k.startswith(args.prefix)}
+    if not shown:
+        raise ConfigError(f"no parameter starts with {args.prefix!r}")
+    _say(
+        args,
+        "layers (lowest precedence first): "
+        + ", ".join(f"{label} {path}" for label, path in parameter_layers(args.params))
+        + (", --set" if args.overrides else ""),
+    )
+    width = max(map(len, shown))
+    for key, value in shown.items():
+        _say(args, f"{key:<{width}}  {json.dumps(value)!s:<24}  {origin.get(key, 'packaged defaults')}")
+    return {k: {"value": v, "from": origin.get(k, "packaged defaults")} for k, v in shown.items()}
 
 
 def _download(args: argparse.Namespace) -> Any:
@@ -436,24 +529,27 @@ def _say(args: argparse.Namespace, text: str) -> None:
         print(text, flush=True)
 
 
-def _configure_logging(debug: bool) -> None:
+def _configure_logging(debug: bool, verbose: bool) -> None:
     logging.basicConfig(
-        level=logging.DEBUG if debug else logging.INFO,
+        level=logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
-    for noisy in ("urllib3", "great_expectations", "matplotlib", "filelock", "alembic", "git"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    for noisy in ("urllib3", "great_expectations", "matplotlib", "filelock", "alembic", "git", "mlflow"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.WARNING)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    # MLflow's own "Downloading artifacts" bars: dozens per training run; our commands show their own
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     args = build_parser().parse_args(argv)
-    _configure_logging(args.debug)
+    _configure_logging(args.debug, args.verbose)
     try:
+        check_arguments(args)
         result = args.handler(args)
     except MtlError as exc:
         if args.debug:

@@ -1,6 +1,11 @@
 """Typed parameters: params.yaml (the single source) plus per-invocation overrides.
 
-``load_params(overrides=["train.epochs=1"])`` reads params.yaml, applies dotted ``KEY=VALUE`` overrides
+The package carries a byte-identical copy of params.yaml (``mtl/defaults.yaml``), so ``mtl`` runs from
+any folder. Layers, lowest precedence first: the packaged defaults, the project's params.yaml (found from
+the working folder up), the file in ``$MTL_PARAMS``, ``--params FILE``, then ``--set KEY=VALUE``; a file
+may hold only the keys it changes. ``mtl params show`` prints the result and where each value came from.
+
+``load_params(overrides=["train.epochs=1"])`` reads the layers, applies dotted ``KEY=VALUE`` overrides
 (values parsed as YAML, like ``dvc exp run -S``) and validates the result. Every key lives in params.yaml;
 the models below only give it a type, so an override of an unknown key or of the wrong type is an error
 that names the key.
@@ -367,24 +372,94 @@ class Params(Section):
 # --- loading and overrides -------------------------------------------------------------------------
 
 
+DEFAULTS_FILE = Path(__file__).with_name("defaults.yaml")  # byte-identical copy of params.yaml (make params)
+PARAMS_ENV = "MTL_PARAMS"
+
+
 def default_params_path() -> Path:
-    env = os.environ.get("MTL_PARAMS")
-    return Path(env) if env else project_root() / PARAMS_FILE
+    """The parameters file a plain run reads on top of the packaged defaults: ``$MTL_PARAMS``, else the
+    project's params.yaml (found from the working folder up), else the packaged defaults themselves."""
+    env = os.environ.get(PARAMS_ENV)
+    if env:
+        return Path(env)
+    local = project_root() / PARAMS_FILE
+    return local if local.is_file() else DEFAULTS_FILE
 
 
-def read_params_file(path: Path | None = None) -> dict[str, Any]:
-    path = Path(path) if path else default_params_path()
-    if not path.is_file():
-        raise ConfigError(
-            f"parameters file {path} not found; run from the project root or pass --params / set MTL_PARAMS"
-        )
+def parameter_layers(path: Path | None = None) -> list[tuple[str, Path]]:
+    """The files whose keys make up the parameters, lowest precedence first, each with its label:
+    the packaged defaults, ./params.yaml of the project (if any), ``$MTL_PARAMS``, ``--params``."""
+    layers = [("packaged defaults", DEFAULTS_FILE)]
+    local = project_root() / PARAMS_FILE
+    if local.is_file():
+        layers.append(("params.yaml", local))
+    env = os.environ.get(PARAMS_ENV)
+    if env:
+        if not Path(env).is_file():
+            raise ConfigError(f"{PARAMS_ENV}={env}: no such parameters file")
+        layers.append((PARAMS_ENV, Path(env)))
+    if path is not None:
+        if not Path(path).is_file():
+            raise ConfigError(f"--params {path}: no such parameters file")
+        layers.append(("--params", Path(path)))
+    unique: list[tuple[str, Path]] = []
+    for label, file in layers:  # the same file named twice counts once, at its highest precedence
+        unique = [(lab, f) for lab, f in unique if f.resolve() != file.resolve()]
+        unique.append((label, file))
+    return unique
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(Path(path).read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read parameters file {path}: {exc.strerror}") from None
+    if data is None:
+        return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping of parameter sections, got {type(data).__name__}")
     return data
+
+
+def effective_params(path: Path | None = None) -> tuple[dict[str, Any], dict[str, str]]:
+    """The merged parameter tree and, for every dotted key, the label of the layer that set it."""
+    data: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for index, (label, file) in enumerate(parameter_layers(path)):
+        layer = _read_yaml(file)
+        if index == 0:
+            data = layer
+        else:
+            data = _merge(data, layer, f"{file}")
+        for key in flatten(layer):
+            origin[key] = label if index == 0 else f"{label} ({file})"
+            for known in [k for k in origin if k.startswith(key + ".")]:  # a mapping replaced whole
+                origin[known] = origin[key]
+    return data, origin
+
+
+def _merge(base: dict[str, Any], layer: Mapping[str, Any], where: str, prefix: str = "") -> dict[str, Any]:
+    """``base`` with ``layer``'s keys (mappings merged key by key, other values replaced); a key the
+    defaults do not have is an error naming the file."""
+    out = dict(base)
+    for key, value in layer.items():
+        dotted = f"{prefix}{key}"
+        if key not in base:
+            hint = difflib.get_close_matches(str(key), [str(k) for k in base], n=1)
+            suggestion = f" (did you mean {prefix + hint[0]!r}?)" if hint else ""
+            raise ConfigError(f"{where}: unknown parameter {dotted!r}{suggestion}")
+        if isinstance(value, Mapping) and isinstance(base[key], dict) and value:
+            out[key] = _merge(base[key], value, where, f"{dotted}.")
+        else:
+            out[key] = value
+    return out
+
+
+def read_params_file(path: Path | None = None) -> dict[str, Any]:
+    """The effective parameter tree: packaged defaults <- ./params.yaml <- $MTL_PARAMS <- ``path``."""
+    return effective_params(path)[0]
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -426,7 +501,8 @@ def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> dict[
 def load_params(
     overrides: Iterable[str] | Mapping[str, Any] | None = None, path: Path | None = None
 ) -> Params:
-    """params.yaml + overrides (``["k=v", ...]`` or ``{"k": v}``), validated."""
+    """The effective parameters (``read_params_file``) + overrides (``["k=v", ...]`` or ``{"k": v}``),
+    validated."""
     data = read_params_file(path)
     if overrides:
         pairs = (

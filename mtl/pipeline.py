@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from mtl import atomic, paths
+from mtl import atomic, catalog, paths
 from mtl.config import Params
 from mtl.datasets import get_dataset
 from mtl.datasets.base import Manifest, Source
@@ -247,6 +247,7 @@ def train(
     """
     from mtl.tracking.runs import forget_run_file
 
+    catalog.check(dataset, model)  # before any MLflow run or folder exists
     run_context = {**_environment_run_context(), **(run_context or {})}
     if _launch_torchrun(params):
         return _train_with_torchrun(dataset, model, data_dir=data_dir, params=params, run_context=run_context)
@@ -380,6 +381,7 @@ def evaluate(
     With ``tracking.enabled`` the split's final metrics and the plots are logged to the model's
     training run (``mlflow_run_id``, else the one in the model directory's ``tracking.json``).
     """
+    catalog.check(dataset, model, split)
     if not params.tracking.enabled:
         result = _score(dataset, model, data_dir=data_dir, params=params, split=split)
         return {**result, "model": model, "mlflow_run_id": None}
@@ -419,25 +421,17 @@ def _fit(
     params: Params,
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
 ) -> dict[str, Any]:
-    if model == "metaheac":  # meta-training on campaigns: mtl.training.metaheac_workflow
-        from mtl.training.metaheac_workflow import train_metaheac
-
-        return train_metaheac(dataset, data_dir=data_dir, params=params, on_epoch_end=on_epoch_end)
-    from mtl.training.workflow import train_model
-
-    return train_model(dataset, model, data_dir=data_dir, params=params, on_epoch_end=on_epoch_end)
+    """Train through the model's workflow (``mtl.catalog``): supervised, or meta-training on campaigns."""
+    workflow = catalog.model(model).workflow
+    return workflow.call("train", dataset, model, data_dir=data_dir, params=params, on_epoch_end=on_epoch_end)
 
 
 def _score(dataset: str, model: str, *, data_dir: Path, params: Params, split: str) -> dict[str, Any]:
-    """Score without tracking. MetaHeac's splits are campaign populations (``test_hot``, ``test_cold``):
-    each campaign is adapted on its ``<split>_stage1`` rows and scored on its ``<split>_stage2`` rows."""
-    if model == "metaheac":
-        from mtl.training.metaheac_workflow import evaluate_metaheac
-
-        return evaluate_metaheac(dataset, data_dir=data_dir, params=params, split=split)
-    from mtl.training.workflow import evaluate_model
-
-    return evaluate_model(dataset, model, data_dir=data_dir, params=params, split=split)
+    """Score without tracking, through the model's workflow. A campaign model's splits are campaign
+    populations (``test_hot``, ``test_cold``): each campaign is adapted on its ``<split>_stage1`` rows
+    and scored on its ``<split>_stage2`` rows."""
+    workflow = catalog.model(model).workflow
+    return workflow.call("evaluate", dataset, model, data_dir=data_dir, params=params, split=split)
 
 
 def prepared_dvc_hash(data_dir: Path, dataset: str) -> str:
