@@ -23,6 +23,7 @@ from typing import Any
 import pendulum
 from airflow.sdk import Asset, Param, dag, task, task_group
 
+from mtl import catalog
 from mtl.config import Params, load_params
 from mtl.orchestration.params import DAG_PARAM_KEYS, overrides_from_dag_params
 
@@ -112,9 +113,15 @@ def _register(dataset: str, decision: dict[str, Any], context: dict[str, Any]) -
     )
 
 
+def _campaign_workflow(dataset: str) -> bool:
+    """Whether the dataset's models are trained once and scored per campaign population (MetaHeac's
+    meta-training: one model, several evaluation splits) rather than one mapped branch per model."""
+    return not catalog.workflow(dataset).per_model
+
+
 def _doc(dataset: str, defaults: Params) -> str:
     models = ", ".join(defaults.dataset(dataset).models)
-    if dataset == "lookalike":
+    if _campaign_workflow(dataset):
         graph = (
             "`download` → `validate` → `prepare` → `meta_train` (pool/queue `gpu`) → "
             "`evaluate_hot` ∥ `evaluate_cold` → `gate` → `register` → `summary` → `outcome`"
@@ -236,31 +243,31 @@ def build_retrain_dag(dataset: str, defaults: Params | None = None):
 
         prepared = prepare(validate(download()))
 
-        if dataset == "lookalike":
+        if _campaign_workflow(dataset):
+            (model,) = catalog.models_for(dataset)  # one meta-trained model, scored per population
 
             @task(pool=GPU_POOL, queue=GPU_QUEUE)
             def meta_train(prepared: dict[str, Any], **context: Any) -> dict[str, Any]:
-                return _train(dataset, "metaheac", prepared, context)
+                return _train(dataset, model, prepared, context)
 
             def evaluate_split(split: str):
                 @task(task_id=f"evaluate_{split.removeprefix('test_')}")
                 def evaluate(trained: dict[str, Any], **context: Any) -> dict[str, Any]:
-                    return _evaluate(dataset, "metaheac", trained, split, context)
+                    return _evaluate(dataset, model, trained, split, context)
 
                 return evaluate
 
             @task
-            def gate(trained: dict[str, Any], hot: dict[str, Any], cold: dict[str, Any], **context: Any):
-                return _gate(dataset, "metaheac", trained.get("mlflow_run_id"), context)
+            def gate(trained: dict[str, Any], *evaluated: dict[str, Any], **context: Any):
+                return _gate(dataset, model, trained.get("mlflow_run_id"), context)
 
             @task(outlets=[models_asset(dataset)])
             def register(decision: dict[str, Any], **context: Any) -> dict[str, Any]:
                 return _register(dataset, decision, context)
 
             trained = meta_train(prepared)
-            hot = evaluate_split("test_hot")(trained)
-            cold = evaluate_split("test_cold")(trained)
-            outcome(summary.override(trigger_rule="all_done")([register(gate(trained, hot, cold))], prepared))
+            scored = [evaluate_split(split)(trained) for split in catalog.workflow(dataset).evaluation_splits]
+            outcome(summary.override(trigger_rule="all_done")([register(gate(trained, *scored))], prepared))
             return
 
         @task

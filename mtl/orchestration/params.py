@@ -10,20 +10,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+from mtl import catalog
 from mtl.config import Params
 from mtl.paths import project_root
 
-# models a DAG run may ask for (ESMM needs the click -> purchase funnel that only Ali-CCP has)
-MODEL_CHOICES = {
-    "aliccp": ("single_task", "shared_bottom", "esmm", "mmoe", "ple", "aitm"),
-    "census": ("single_task", "shared_bottom", "mmoe", "ple", "aitm"),
-    "lookalike": ("metaheac",),
-}
-SOURCES = {
-    "aliccp": ("paddlerec", "tianchi", "csv", "synthetic"),
-    "census": ("uci", "paddlerec", "csv", "synthetic"),
-    "lookalike": ("paddlerec", "synthetic"),
-}
+# models a DAG run may ask for, and its sources: from the catalog (ESMM needs the click -> purchase
+# funnel that only Ali-CCP has; MetaHeac needs campaign-grouped data)
+MODEL_CHOICES = {name: catalog.models_for(name) for name in catalog.DATASETS}
+SOURCES = {name: entry.sources for name, entry in catalog.DATASETS.items()}
 DAG_PARAM_KEYS = (
     "source",
     "location",
@@ -51,7 +45,7 @@ def dag_params(dataset: str, defaults: Params) -> dict[str, dict[str, Any]]:
     settings = defaults.dataset(dataset)
     gate = defaults.gate.for_dataset(dataset)
     model_names = list(MODEL_CHOICES[dataset])
-    epochs = defaults.metaheac.meta.epochs if dataset == "lookalike" else defaults.train.epochs
+    epochs = _lookup(defaults.model_dump(), catalog.workflow(dataset).epochs_key)
     return {
         "source": {
             "default": settings.source,
@@ -118,7 +112,7 @@ def overrides_from_dag_params(dataset: str, dag_params: dict[str, Any]) -> dict[
     if dag_params.get("models"):
         out[f"datasets.{dataset}.models"] = list(dag_params["models"])
     if dag_params.get("epochs"):
-        out["metaheac.meta.epochs" if dataset == "lookalike" else "train.epochs"] = int(dag_params["epochs"])
+        out[catalog.workflow(dataset).epochs_key] = int(dag_params["epochs"])
     if dag_params.get("floors") is not None:
         out[f"gate.{dataset}.floors"] = dict(dag_params["floors"])
     if dag_params.get("tolerance") is not None:
@@ -144,3 +138,9 @@ def _scale(value: Any, scale: float) -> Any:
     if isinstance(value, list):
         return [max(1, round(v * scale)) for v in value]
     return max(1, round(value * scale))
+
+
+def _lookup(tree: dict[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        tree = tree[part]
+    return tree
