@@ -21,7 +21,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from mtl import atomic, catalog, paths
 from mtl.config import Params
@@ -236,7 +236,7 @@ def train(
     params: Params,
     run_context: dict[str, Any] | None = None,
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
-) -> dict[str, Any]:
+) -> TrainingRun:
     """Train ``model`` on ``prepared/<dataset>/`` (train split; selection on the validation split only).
 
     Writes ``models/<dataset>/<model>/`` (layout: ``mtl.training.artifacts``) and returns paths plus the
@@ -256,10 +256,10 @@ def train(
         forget_run_file(paths.model_dir(data_dir, dataset, model))
     if not (params.tracking.enabled and main_rank):
         result = _fit(dataset, model, data_dir=data_dir, params=params, on_epoch_end=on_epoch_end)
-        return {**result, "model": model, "mlflow_run_id": None}
+        return training_run(dataset, model, data_dir, params, result, mlflow_run_id=None)
     from mtl.tracking.training import tracked_train
 
-    return tracked_train(
+    result = tracked_train(
         _fit,
         dataset,
         model,
@@ -268,6 +268,53 @@ def train(
         run_context=dict(run_context or {}),
         dvc_hash=lambda: prepared_dvc_hash(data_dir, dataset),
         on_epoch_end=on_epoch_end,
+    )
+    return training_run(dataset, model, data_dir, params, result, mlflow_run_id=result["mlflow_run_id"])
+
+
+class TrainingRun(TypedDict):
+    """What ``train`` returns, the same whether it trained in this process or under torchrun (and what
+    the DAG's train task puts in XCom): where the model is, the training summary, the selected
+    epoch's validation metrics (None for a campaign model) and the MLflow run."""
+
+    dataset: str
+    model: str
+    model_dir: str
+    weights: str
+    metrics_file: str
+    content_hash: str | None
+    training: dict[str, Any]
+    valid: dict[str, Any] | None
+    mlflow_run_id: str | None
+
+
+def training_run(
+    dataset: str,
+    model: str,
+    data_dir: Path,
+    params: Params,
+    summary: dict[str, Any],
+    *,
+    mlflow_run_id: str | None,
+) -> TrainingRun:
+    """The one result of a training: from a workflow's return value or the model's metrics.json
+    (``summary``: ``content_hash``, ``training``, and ``valid`` or ``splits.<validation split>``)."""
+    from mtl.training import artifacts
+
+    model_dir = paths.model_dir(data_dir, dataset, model)
+    valid = summary.get("valid")
+    if valid is None:
+        valid = (summary.get("splits") or {}).get(params.train.validation_split)
+    return TrainingRun(
+        dataset=dataset,
+        model=model,
+        model_dir=str(model_dir),
+        weights=str(model_dir / artifacts.WEIGHTS),
+        metrics_file=str(model_dir / artifacts.METRICS),
+        content_hash=summary.get("content_hash"),
+        training=summary.get("training", {}),
+        valid=valid,
+        mlflow_run_id=mlflow_run_id,
     )
 
 
@@ -325,7 +372,7 @@ def torchrun_command(
 
 def _train_with_torchrun(
     dataset: str, model: str, *, data_dir: Path, params: Params, run_context: dict[str, Any]
-) -> dict[str, Any]:
+) -> TrainingRun:
     """Launch DDP training with torchrun (the effective params in a file for every rank), then read the
     trained model's metrics and MLflow run back from the model directory that rank 0 wrote."""
     import subprocess
@@ -354,17 +401,7 @@ def _train_with_torchrun(
     metrics = json.loads((model_dir / artifacts.METRICS).read_text())
     run_file = model_dir / RUN_FILE
     run_id = json.loads(run_file.read_text()).get("mlflow_run_id") if run_file.is_file() else None
-    return {
-        "dataset": dataset,
-        "model": model,
-        "model_dir": str(model_dir),
-        "weights": str(model_dir / artifacts.WEIGHTS),
-        "metrics_file": str(model_dir / artifacts.METRICS),
-        "content_hash": metrics.get("content_hash"),
-        "training": metrics.get("training", {}),
-        "valid": metrics.get("splits", {}).get(params.train.validation_split),
-        "mlflow_run_id": run_id,
-    }
+    return training_run(dataset, model, data_dir, params, metrics, mlflow_run_id=run_id)
 
 
 def evaluate(
