@@ -28,6 +28,13 @@ SOURCE_HELP = "; ".join(f"{name}: {', '.join(entry.sources)}" for name, entry in
 log = logging.getLogger("mtl")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors as one paragraph (the usage block is one --help away)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     default: Any = argparse.SUPPRESS
 
@@ -62,7 +69,7 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mtl",
         description="Multi-task recommendation pipeline: download, validate, prepare, train, evaluate, "
         "register.",
@@ -284,7 +291,7 @@ def _download(args: argparse.Namespace) -> Any:
     result = pipeline.download(
         args.dataset, data_dir=args.data_dir, params=_params(args), source=args.source, location=args.location
     )
-    _say(args, f"{args.dataset}: raw files in {result.path} (content {result.content_hash})")
+    _say(args, f"{args.dataset}: raw files in {result.path} (raw manifest hash {result.content_hash})")
     return result.to_dict()
 
 
@@ -300,7 +307,8 @@ def _prepare(args: argparse.Namespace) -> Any:
     from mtl import pipeline
 
     result = pipeline.prepare(args.dataset, data_dir=args.data_dir, params=_params(args))
-    _say(args, f"{args.dataset}: prepared data in {result.path} (content {result.content_hash})")
+    _say(args, f"{args.dataset}: prepared data in {result.path}")
+    _say(args, f"  content hash {result.content_hash} (splits and encoders; `mtl registry list` shows it)")
     for split, info in (result.details or {}).items():
         rates = ", ".join(
             f"{t}={r:.4f}" if r is not None else f"{t}=n/a" for t, r in info["label_rates"].items()
@@ -343,7 +351,7 @@ def _train(args: argparse.Namespace) -> Any:
             f"{args.dataset}/{args.model}: {training['epochs_run']} epochs (best {training['best_epoch']}), "
             f"{training['samples_per_s']:,.0f} rows/s on {training['device']}; model: {result['model_dir']}",
         )
-        _say_metrics(args, "valid", result["valid"])
+        _say_metrics(args, _params(args).train.validation_split, result["valid"])
     return result
 
 
@@ -353,7 +361,7 @@ def _evaluate(args: argparse.Namespace) -> Any:
     result = pipeline.evaluate(
         args.dataset, args.model, data_dir=args.data_dir, params=_params(args), split=args.split
     )
-    _say(args, f"{args.dataset}/{args.model} on {args.split}: metrics in {result['metrics_file']}")
+    _say(args, f"{args.dataset}/{args.model} on split {args.split}: metrics in {result['metrics_file']}")
     if "variants" in result["metrics"]:
         _say_campaign_metrics(args, result["metrics"])
     else:
@@ -463,7 +471,7 @@ def _say_versions(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
     if not rows:
         _say(args, "no registered models")
         return
-    _say(args, f"{'model':<24} {'ver':>4}  {'aliases':<22} {'decision':<13} {'data':<14} test AUC")
+    _say(args, f"{'model':<24} {'ver':>4}  {'aliases':<22} {'decision':<13} {'data content':<14} test AUC")
     for r in rows:
         aucs = ", ".join(f"{k}={v}" for k, v in sorted(r["test_auc"].items()))
         _say(
@@ -477,6 +485,8 @@ def _say_metrics(args: argparse.Namespace, split: str, metrics: dict[str, Any]) 
     def number(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.4f}"
 
+    role = {"test": "held-out test split", "valid": "validation split: model selection"}.get(split, "split")
+    _say(args, f"  metrics on {split} ({role})")
     _say(args, f"  {'output':<12} {'AUC':>8} {'logloss':>9} {'pos rate':>9} {'pred mean':>10} {'rows':>10}")
     for output, m in metrics["outputs"].items():
         _say(

@@ -30,7 +30,7 @@ from mtl.datasets.base import Manifest, Source
 from mtl.datasets.download import check_location, extract_archive, fetch_source
 from mtl.datasets.hashing import dir_md5
 from mtl.datasets.prepared import load_metadata, write_json_atomic
-from mtl.errors import ConfigError, TrainingError
+from mtl.errors import ConfigError, ModelConfigError, TrainingError
 
 log = logging.getLogger(__name__)
 
@@ -248,6 +248,7 @@ def train(
     from mtl.tracking.runs import forget_run_file
 
     catalog.check(dataset, model)  # before any MLflow run or folder exists
+    load_metadata(paths.prepared_dir(data_dir, dataset))  # prepared data there: else a clear error
     run_context = {**_environment_run_context(), **(run_context or {})}
     if _launch_torchrun(params):
         return _train_with_torchrun(dataset, model, data_dir=data_dir, params=params, run_context=run_context)
@@ -419,6 +420,7 @@ def evaluate(
     training run (``mlflow_run_id``, else the one in the model directory's ``tracking.json``).
     """
     catalog.check(dataset, model, split)
+    _require_trained(data_dir, dataset, model)
     if not params.tracking.enabled:
         result = _score(dataset, model, data_dir=data_dir, params=params, split=split)
         return {**result, "model": model, "mlflow_run_id": None}
@@ -436,6 +438,9 @@ def gate(
     registration: ``{dataset, model, mlflow_run_id, passed, checks: [{name, passed, reason}], test_auc}``."""
     from mtl.registry.gate import decide
 
+    catalog.check(dataset, model)
+    if mlflow_run_id is None:
+        _require_trained(data_dir, dataset, model)
     return decide(dataset, model, data_dir=data_dir, params=params, run_id=mlflow_run_id)
 
 
@@ -447,7 +452,17 @@ def register(
     run; a rejection is a result, not an error. Writes ``registration.json`` into the model directory."""
     from mtl.registry.register import register_run
 
+    catalog.check(dataset, model)
+    if decision is None:
+        _require_trained(data_dir, dataset, model)
     return register_run(dataset, model, data_dir=data_dir, params=params, decision=decision)
+
+
+def _require_trained(data_dir: Path, dataset: str, model: str) -> None:
+    """A clear error, before any MLflow connection, when the model has not been trained here."""
+    trained = paths.model_dir(data_dir, dataset, model) / "model.json"
+    if not trained.is_file():
+        raise ModelConfigError(f"{trained} not found: train the model first (`mtl train {dataset} {model}`)")
 
 
 def _fit(

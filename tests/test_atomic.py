@@ -29,9 +29,14 @@ def test_swap_replaces_only_on_success(tmp_path):
     target = tmp_path / "out"
     target.mkdir()
     (target / "a").write_text("old")
-    with pytest.raises(RuntimeError), atomic.replace_on_success(target) as staging:
-        (staging / "a").write_text("half")
-        raise RuntimeError("boom")
+
+    def fail() -> None:
+        with atomic.replace_on_success(target) as staging:
+            (staging / "a").write_text("half")
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        fail()
     assert tree_hashes(target) == {"a": hashlib.sha256(b"old").hexdigest()}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
     with atomic.replace_on_success(target) as staging:
@@ -48,7 +53,8 @@ def test_recover_puts_back_an_output_left_aside_by_a_kill_mid_swap(tmp_path):
     staging.mkdir()  # the new output, never swapped in
     atomic.recover(target)
     assert (target / "a").read_text() == "old"
-    assert not aside.exists() and not staging.exists()
+    assert not aside.exists()
+    assert not staging.exists()
 
 
 def test_failed_download_keeps_the_previous_raw_files(tmp_path, capsys):

@@ -61,8 +61,9 @@ def model_card(
             "",
             "## Data",
             f"- dataset: {tags.get(lineage.TAG_DATASET)} (source: {tags.get(lineage.TAG_SOURCE)})",
-            f"- prepared data: DVC `{tags.get(lineage.TAG_DVC_HASH)}`, "
-            f"content `{tags.get(lineage.TAG_CONTENT_HASH)}`",
+            f"- prepared data: content hash `{tags.get(lineage.TAG_CONTENT_HASH)}` (splits and encoders, "
+            "as `mtl prepare` and `mtl registry list` show it); DVC md5 "
+            f"`{tags.get(lineage.TAG_DVC_HASH)}` (the whole folder with metadata.json, as in dvc.lock)",
             f"- pipeline run: {tags.get(lineage.TAG_DAG_RUN_ID) or tags.get('mtl.pipeline_run_id')}",
             "",
             "## Metrics",

@@ -39,7 +39,9 @@ def list_versions(params: Params) -> list[dict[str, Any]]:
                         "test_auc": {
                             k[len(T.TEST_AUC) :]: v for k, v in tags.items() if k.startswith(T.TEST_AUC)
                         },
-                        "data": tags.get(lineage.TAG_DVC_HASH, ""),
+                        # the prepared data's content hash, the one `mtl prepare` prints
+                        "data": tags.get(lineage.TAG_CONTENT_HASH, ""),
+                        "data_dvc_md5": tags.get(lineage.TAG_DVC_HASH, ""),
                         "run_id": version.run_id,
                         "created": version.creation_timestamp,
                     }

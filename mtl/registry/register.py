@@ -138,7 +138,7 @@ def _create_version(
         run_id=run.info.run_id,
         tags=tags,
         description=f"{run_tags['mtl.model']} from run {run.info.run_id} "
-        f"(data {run_tags.get(lineage.TAG_DVC_HASH, '?')[:12]}): {outcome}",
+        f"(data content {run_tags.get(lineage.TAG_CONTENT_HASH, '?')[:12]}): {outcome}",
         model_id=run_tags.get(TAG_MODEL_ID) or None,
     ).version
     undo.append(lambda: client.delete_model_version(name, version))
