@@ -557,6 +557,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # MLflow's own "Downloading artifacts" bars: dozens per training run; our commands show their own
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     args = build_parser().parse_args(argv)
+    # MLflow installs its own INFO handler on import ("Creating initial MLflow database tables...")
+    os.environ.setdefault(
+        "MLFLOW_LOGGING_LEVEL", "DEBUG" if args.debug else "INFO" if args.verbose else "WARNING"
+    )
     _configure_logging(args.debug, args.verbose)
     try:
         check_arguments(args)

@@ -181,7 +181,7 @@ def _write_report(report_dir: Path, step: str, run: Callable[[Path], Any]) -> An
     failed (a failure's report is what the user needs), but not after a crash or a kill."""
     from mtl.errors import DataValidationError
 
-    staging = atomic.begin(report_dir)
+    staging = atomic.begin(report_dir).resolve()  # GX's Data Docs want an absolute folder
     try:
         try:
             report = run(staging)
