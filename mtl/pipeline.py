@@ -13,12 +13,14 @@ model registry (``mtl.registry``); ``train``/``evaluate`` log to MLflow when ``t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypedDict
@@ -245,23 +247,44 @@ def train(
     run's parent (``run_context``: ``dag_id``, ``dag_run_id``, ``dvc_hash``), its id in the result
     (``mlflow_run_id``) and in the model directory's ``tracking.json``.
     """
-    from mtl.tracking.runs import forget_run_file
-
     catalog.check(dataset, model)  # before any MLflow run or folder exists
     load_metadata(paths.prepared_dir(data_dir, dataset))  # prepared data there: else a clear error
     run_context = {**_environment_run_context(), **(run_context or {})}
-    if _launch_torchrun(params):
-        return _train_with_torchrun(dataset, model, data_dir=data_dir, params=params, run_context=run_context)
-    main_rank = int(os.environ.get("RANK", "0")) == 0
-    if main_rank:
-        forget_run_file(paths.model_dir(data_dir, dataset, model))
-    if not (params.tracking.enabled and main_rank):
-        result = _fit(dataset, model, data_dir=data_dir, params=params, on_epoch_end=on_epoch_end)
-        return training_run(dataset, model, data_dir, params, result, mlflow_run_id=None)
+    if "WORLD_SIZE" in os.environ:  # one of torchrun's processes: the launcher staged the model dir
+        result = _fit_tracked(dataset, model, data_dir, data_dir, params, run_context, on_epoch_end)
+        return training_run(
+            dataset, model, data_dir, params, result, mlflow_run_id=result.get("mlflow_run_id")
+        )
+    with _staged_model(data_dir, dataset, model) as root:
+        if _launch_torchrun(params):
+            result = _train_with_torchrun(
+                dataset, model, data_dir=data_dir, root=root, params=params, run_context=run_context
+            )
+        else:
+            result = _fit_tracked(dataset, model, data_dir, root, params, run_context, on_epoch_end)
+        atomic.checkpoint("train", "trained")
+    return training_run(dataset, model, data_dir, params, result, mlflow_run_id=result.get("mlflow_run_id"))
+
+
+def _fit_tracked(
+    dataset: str,
+    model: str,
+    data_dir: Path,
+    root: Path,
+    params: Params,
+    run_context: dict[str, Any],
+    on_epoch_end: Callable[[int, dict[str, float]], None] | None,
+) -> dict[str, Any]:
+    """Fit into the data folder ``root``; an MLflow run (on the main process) if tracking is enabled."""
+    if not (params.tracking.enabled and int(os.environ.get("RANK", "0")) == 0):
+        return _fit(dataset, model, data_dir=root, params=params, on_epoch_end=on_epoch_end)
     from mtl.tracking.training import tracked_train
 
-    result = tracked_train(
-        _fit,
+    def fit_staged(dataset: str, model: str, *, data_dir: Path, **kwargs: Any) -> dict[str, Any]:
+        return _fit(dataset, model, data_dir=root, **kwargs)
+
+    return tracked_train(
+        fit_staged,
         dataset,
         model,
         data_dir=data_dir,
@@ -270,7 +293,39 @@ def train(
         dvc_hash=lambda: prepared_dvc_hash(data_dir, dataset),
         on_epoch_end=on_epoch_end,
     )
-    return training_run(dataset, model, data_dir, params, result, mlflow_run_id=result["mlflow_run_id"])
+
+
+@contextmanager
+def _staged_model(data_dir: Path, dataset: str, model: str) -> Iterator[Path]:
+    """A data folder to train into, swapped into ``models/<dataset>/<model>/`` only on success.
+
+    The folder (``models/<dataset>/.<model>.staging/``) holds ``prepared/<dataset>`` (a link to the
+    real one) and ``models/<dataset>/<model>/`` (the new model), whose ``checkpoints/`` links to the
+    model's own ``checkpoints/``: the resumable state outlives a failed or killed run, so the next one
+    resumes, and moves into the new model folder on success, which then replaces the old one whole.
+    """
+    final = paths.model_dir(data_dir, dataset, model)
+    checkpoints = paths.checkpoint_dir(data_dir, dataset, model)
+    root = atomic.begin(final)
+    created = [d for d in (final, checkpoints) if not d.exists()]
+    try:
+        built = paths.model_dir(root, dataset, model)
+        built.mkdir(parents=True)
+        prepared = paths.prepared_dir(root, dataset)
+        prepared.parent.mkdir(parents=True)
+        prepared.symlink_to(paths.prepared_dir(data_dir, dataset).resolve(), target_is_directory=True)
+        checkpoints.mkdir(parents=True, exist_ok=True)
+        (built / checkpoints.name).symlink_to(checkpoints.resolve(), target_is_directory=True)
+        yield root
+        atomic.checkpoint("train", "before-swap")
+        (built / checkpoints.name).unlink()
+        os.replace(checkpoints, built / checkpoints.name)
+        atomic.swap(built, final, "train")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+        for folder in reversed(created):  # made for this run and still empty: a failure leaves none
+            with contextlib.suppress(OSError):
+                folder.rmdir()
 
 
 class TrainingRun(TypedDict):
@@ -372,8 +427,8 @@ def torchrun_command(
 
 
 def _train_with_torchrun(
-    dataset: str, model: str, *, data_dir: Path, params: Params, run_context: dict[str, Any]
-) -> TrainingRun:
+    dataset: str, model: str, *, data_dir: Path, root: Path, params: Params, run_context: dict[str, Any]
+) -> dict[str, Any]:
     """Launch DDP training with torchrun (the effective params in a file for every rank), then read the
     trained model's metrics and MLflow run back from the model directory that rank 0 wrote."""
     import subprocess
@@ -384,11 +439,11 @@ def _train_with_torchrun(
     from mtl.tracking.runs import RUN_FILE
     from mtl.training import artifacts
 
-    model_dir = paths.model_dir(data_dir, dataset, model)
+    model_dir = paths.model_dir(root, dataset, model)  # the staged model folder the ranks write
     with tempfile.TemporaryDirectory(prefix="mtl-torchrun-") as scratch:
         params_file = Path(scratch) / "params.yaml"
         params_file.write_text(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
-        command = torchrun_command(dataset, model, data_dir=data_dir, params=params, params_file=params_file)
+        command = torchrun_command(dataset, model, data_dir=root, params=params, params_file=params_file)
         env = dict(os.environ)
         for key, var in _RUN_CONTEXT_ENV.items():
             if run_context.get(key):
@@ -402,7 +457,7 @@ def _train_with_torchrun(
     metrics = json.loads((model_dir / artifacts.METRICS).read_text())
     run_file = model_dir / RUN_FILE
     run_id = json.loads(run_file.read_text()).get("mlflow_run_id") if run_file.is_file() else None
-    return training_run(dataset, model, data_dir, params, metrics, mlflow_run_id=run_id)
+    return {**metrics, "mlflow_run_id": run_id}
 
 
 def evaluate(
