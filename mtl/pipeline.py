@@ -157,6 +157,7 @@ def validate(dataset: str, *, data_dir: Path, params: Params, stage: str = "raw"
         raise ConfigError(f"stage must be 'raw' or 'prepared', got {stage!r}")
     ds = get_dataset(dataset)
     report_dir = paths.validation_dir(data_dir, dataset, stage)
+    _recover_inputs(data_dir, dataset)
     if stage == "raw":
         raw = paths.raw_dir(data_dir, dataset)
         manifest = Manifest.load(paths.raw_manifest(data_dir, dataset))
@@ -211,6 +212,7 @@ def prepare(dataset: str, *, data_dir: Path, params: Params) -> StepResult:
 
     ds = get_dataset(dataset)
     raw = paths.raw_dir(data_dir, dataset)
+    _recover_inputs(data_dir, dataset)
     manifest = Manifest.load(paths.raw_manifest(data_dir, dataset))
     final = paths.prepared_dir(data_dir, dataset)
     with atomic.replace_on_success(final, step="prepare") as staging:
@@ -248,6 +250,7 @@ def train(
     (``mlflow_run_id``) and in the model directory's ``tracking.json``.
     """
     catalog.check(dataset, model)  # before any MLflow run or folder exists
+    _recover_inputs(data_dir, dataset)
     load_metadata(paths.prepared_dir(data_dir, dataset))  # prepared data there: else a clear error
     run_context = {**_environment_run_context(), **(run_context or {})}
     if "WORLD_SIZE" in os.environ:  # one of torchrun's processes: the launcher staged the model dir
@@ -513,8 +516,18 @@ def register(
     return register_run(dataset, model, data_dir=data_dir, params=params, decision=decision)
 
 
+def _recover_inputs(data_dir: Path, dataset: str, model: str | None = None) -> None:
+    """Put back an output a killed step left aside mid-swap (``mtl.atomic.recover``) before reading it."""
+    for folder in (paths.raw_dir(data_dir, dataset), paths.prepared_dir(data_dir, dataset)):
+        if atomic.aside_path(folder).exists():
+            atomic.recover(folder)
+    if model is not None and atomic.aside_path(paths.model_dir(data_dir, dataset, model)).exists():
+        atomic.recover(paths.model_dir(data_dir, dataset, model))
+
+
 def _require_trained(data_dir: Path, dataset: str, model: str) -> None:
     """A clear error, before any MLflow connection, when the model has not been trained here."""
+    _recover_inputs(data_dir, dataset, model)
     trained = paths.model_dir(data_dir, dataset, model) / "model.json"
     if not trained.is_file():
         raise ModelConfigError(f"{trained} not found: train the model first (`mtl train {dataset} {model}`)")

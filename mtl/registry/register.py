@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mtl import paths
+from mtl import atomic, paths
 from mtl.config import Params
 from mtl.datasets.prepared import write_json_atomic
 from mtl.registry import tags as T
@@ -142,6 +142,7 @@ def _create_version(
         model_id=run_tags.get(TAG_MODEL_ID) or None,
     ).version
     undo.append(lambda: client.delete_model_version(name, version))
+    atomic.checkpoint("register", "version-created")  # tests: a kill here leaves an incomplete version
     previous = client.get_registered_model(name).aliases.get(T.CHALLENGER)
     client.set_registered_model_alias(name, T.CHALLENGER, version)
     undo.append(lambda: _restore_alias(client, name, T.CHALLENGER, previous))
