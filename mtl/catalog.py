@@ -176,5 +176,5 @@ def check(dataset_name: str, model_name: str, split: str | None = None) -> None:
         if split not in choices:
             raise ConfigError(
                 f"{dataset_name}/{model_name} has no split {split!r} to score; choose one of "
-                f"{', '.join(choices)}"
+                f"{', '.join(sorted(choices))}"
             )

@@ -480,12 +480,12 @@ def evaluate(
     catalog.check(dataset, model, split)
     _require_trained(data_dir, dataset, model)
     if not params.tracking.enabled:
-        result = _score(dataset, model, data_dir=data_dir, params=params, split=split)
+        result = _score_staged(dataset, model, data_dir=data_dir, params=params, split=split)
         return {**result, "model": model, "mlflow_run_id": None}
     from mtl.tracking.results import tracked_evaluate
 
     return tracked_evaluate(
-        _score, dataset, model, data_dir=data_dir, params=params, split=split, run_id=mlflow_run_id
+        _score_staged, dataset, model, data_dir=data_dir, params=params, split=split, run_id=mlflow_run_id
     )
 
 
@@ -495,10 +495,13 @@ def gate(
     """The promotion decision for a trained, evaluated model (floors, no regression, sanity), before
     registration: ``{dataset, model, mlflow_run_id, passed, checks: [{name, passed, reason}], test_auc}``."""
     from mtl.registry.gate import decide
+    from mtl.registry.runs import require_recorded_run, require_tracking
 
     catalog.check(dataset, model)
+    require_tracking(params)
     if mlflow_run_id is None:
-        _require_trained(data_dir, dataset, model)
+        _recover_inputs(data_dir, dataset, model)
+        require_recorded_run(data_dir, dataset, model)
     return decide(dataset, model, data_dir=data_dir, params=params, run_id=mlflow_run_id)
 
 
@@ -509,10 +512,13 @@ def register(
     and move ``champion`` to it if the gate passed (``decision``, computed when None). Idempotent per
     run; a rejection is a result, not an error. Writes ``registration.json`` into the model directory."""
     from mtl.registry.register import register_run
+    from mtl.registry.runs import require_recorded_run, require_tracking
 
     catalog.check(dataset, model)
-    if decision is None:
-        _require_trained(data_dir, dataset, model)
+    require_tracking(params)
+    if decision is None or not decision.get("mlflow_run_id"):
+        _recover_inputs(data_dir, dataset, model)
+        require_recorded_run(data_dir, dataset, model)
     return register_run(dataset, model, data_dir=data_dir, params=params, decision=decision)
 
 
@@ -523,6 +529,54 @@ def _recover_inputs(data_dir: Path, dataset: str, model: str | None = None) -> N
             atomic.recover(folder)
     if model is not None and atomic.aside_path(paths.model_dir(data_dir, dataset, model)).exists():
         atomic.recover(paths.model_dir(data_dir, dataset, model))
+
+
+def _score_staged(dataset: str, model: str, *, data_dir: Path, params: Params, split: str) -> dict[str, Any]:
+    """Score into a staging copy of the model folder, then swap ``eval/<split>/`` in and record the
+    split's metrics in metrics.json: a failed or killed evaluation leaves the previous one as it was.
+
+    The copy (``models/<dataset>/.<model>.eval-<split>.staging/``) links the trained model's files and
+    the prepared data; it holds its own ``eval/`` and a copy of ``metrics.json``.
+    """
+    from mtl.training import artifacts
+
+    final = paths.model_dir(data_dir, dataset, model)
+    target = paths.evaluation_dir(data_dir, dataset, model, split)
+    root = atomic.begin(final.with_name(f"{final.name}.eval-{split}"))
+    try:
+        built = paths.model_dir(root, dataset, model)
+        built.mkdir(parents=True)
+        prepared = paths.prepared_dir(root, dataset)
+        prepared.parent.mkdir(parents=True)
+        prepared.symlink_to(paths.prepared_dir(data_dir, dataset).resolve(), target_is_directory=True)
+        for entry in final.iterdir():
+            if entry.name == artifacts.METRICS:
+                shutil.copy2(entry, built / entry.name)
+            elif entry.name != "eval" and not entry.name.startswith("."):
+                (built / entry.name).symlink_to(entry.resolve(), target_is_directory=entry.is_dir())
+        result = _score(dataset, model, data_dir=root, params=params, split=split)
+        atomic.checkpoint("evaluate", "scored")
+        staged = paths.evaluation_dir(root, dataset, model, split)
+        (target.parent).mkdir(parents=True, exist_ok=True)
+        atomic.recover(target)
+        atomic.swap(staged, target, "evaluate")
+        metrics = artifacts.read_json(built / artifacts.METRICS, {}).get("splits", {}).get(split)
+        if metrics is not None:
+            artifacts.record_split_metrics(final, dataset, model, split, metrics)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return _moved(result, str(built), str(final))
+
+
+def _moved(value: Any, old: str, new: str) -> Any:
+    """``value`` with every path string under ``old`` re-rooted at ``new``."""
+    if isinstance(value, str) and value.startswith(old):
+        return new + value[len(old) :]
+    if isinstance(value, dict):
+        return {k: _moved(v, old, new) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_moved(v, old, new) for v in value]
+    return value
 
 
 def _require_trained(data_dir: Path, dataset: str, model: str) -> None:

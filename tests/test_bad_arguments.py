@@ -44,7 +44,7 @@ CASES = {
     "validate before download": (["validate", "census"], "manifest.json not found: run `mtl download"),
     "train before prepare": (["train", "census", "mmoe"], "run `mtl prepare <dataset>` first"),
     "evaluate before train": (["evaluate", "census", "mmoe"], "train the model first"),
-    "register before train": (["register", "census", "mmoe"], "train"),
+    "register before train": (["register", "census", "mmoe"], "records no MLflow run (no tracking.json)"),
 }
 
 

@@ -21,15 +21,28 @@ def require_tracking(params: Params) -> None:
         raise ConfigError("the model registry is MLflow: set tracking.enabled=true to gate or register")
 
 
+def require_recorded_run(data_dir: Path, dataset: str, model: str) -> None:
+    """Before connecting to MLflow: the model directory must record its training run."""
+    from mtl.tracking.runs import RUN_FILE
+
+    model_dir = paths.model_dir(data_dir, dataset, model)
+    if not (model_dir / RUN_FILE).is_file():
+        raise RegistrationError(_no_run(model_dir, dataset, model))
+
+
+def _no_run(model_dir: Path, dataset: str, model: str) -> str:
+    return (
+        f"{model_dir} records no MLflow run (no tracking.json): train it with tracking enabled "
+        f"(`mtl train {dataset} {model}`) before registering"
+    )
+
+
 def training_run_id(tracking: Tracking, dataset: str, model: str, data_dir: Path, run_id: str | None) -> str:
     """The model's training run id: explicit, else the one its ``tracking.json`` records."""
     model_dir = paths.model_dir(data_dir, dataset, model)
     found = run_id_for(model_dir, tracking, run_id)
     if found is None:
-        raise RegistrationError(
-            f"{model_dir} records no MLflow run (no tracking.json): train it with tracking enabled "
-            f"(`mtl train {dataset} {model}`) before registering"
-        )
+        raise RegistrationError(_no_run(model_dir, dataset, model))
     return found
 
 
