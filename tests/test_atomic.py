@@ -100,3 +100,34 @@ def test_failed_prepare_keeps_the_previous_prepared_data(tmp_path, monkeypatch):
         pipeline.prepare("census", data_dir=tmp_path, params=params)
     assert tree_hashes(prepared) == before
     assert sorted(p.name for p in prepared.parent.iterdir()) == ["census"]
+
+
+def test_failed_training_and_evaluation_keep_the_previous_model_and_scores(data_dir, monkeypatch):
+    from mtl import pipeline
+    from tests.support.models import small_params
+
+    params = small_params("train.epochs=1")
+    pipeline.train("census", "mmoe", data_dir=data_dir, params=params)
+    pipeline.evaluate("census", "mmoe", data_dir=data_dir, params=params, split="valid")
+    model_dir = paths.model_dir(data_dir, "census", "mmoe")
+    before = tree_hashes(model_dir)
+
+    def crash_in_training(dataset, model, *, data_dir, **kwargs):
+        out = paths.model_dir(data_dir, dataset, model)
+        (out / "weights.pt").write_bytes(b"half")
+        raise RuntimeError("out of memory")
+
+    def crash_in_scoring(dataset, model, *, data_dir, **kwargs):
+        out = paths.evaluation_dir(data_dir, dataset, model, "valid")
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text("{")  # evaluations write eval/<split>/ only
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(pipeline, "_fit", crash_in_training)
+    monkeypatch.setattr(pipeline, "_score", crash_in_scoring)
+    with pytest.raises(RuntimeError):
+        pipeline.train("census", "mmoe", data_dir=data_dir, params=params)
+    with pytest.raises(RuntimeError):
+        pipeline.evaluate("census", "mmoe", data_dir=data_dir, params=params, split="valid")
+    assert tree_hashes(model_dir) == before
+    assert sorted(p.name for p in model_dir.parent.iterdir()) == ["mmoe"]
