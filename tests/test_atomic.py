@@ -131,3 +131,25 @@ def test_failed_training_and_evaluation_keep_the_previous_model_and_scores(data_
         pipeline.evaluate("census", "mmoe", data_dir=data_dir, params=params, split="valid")
     assert tree_hashes(model_dir) == before
     assert sorted(p.name for p in model_dir.parent.iterdir()) == ["mmoe"]
+
+
+def test_a_crashed_validation_keeps_the_previous_report(tmp_path, monkeypatch):
+    from mtl import pipeline, validation
+
+    params = load_params(TINY)
+    pipeline.download("census", data_dir=tmp_path, params=params)
+    report = paths.validation_dir(tmp_path, "census", "raw")
+    report.mkdir(parents=True)
+    (report / "summary.json").write_text('{"success": true}')  # stands for the previous report
+    before = tree_hashes(report)
+
+    def crash(dataset, raw, manifest, params, out):
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "summary.json").write_text("{")
+        raise MemoryError
+
+    monkeypatch.setattr(validation, "validate_raw", crash)
+    with pytest.raises(MemoryError):
+        pipeline.validate("census", data_dir=tmp_path, params=params)
+    assert tree_hashes(report) == before
+    assert sorted(p.name for p in report.parent.iterdir()) == ["raw"]
