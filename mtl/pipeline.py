@@ -9,6 +9,11 @@ config), ``weights.pt``, ``metrics.json`` (training summary + metrics per split 
 ``plots/roc_<output>.json``, ``plots/pr_<output>.json``); the full layout is in
 ``mtl.training.artifacts``. ``gate``/``register`` decide on and record a trained model in the MLflow
 model registry (``mtl.registry``); ``train``/``evaluate`` log to MLflow when ``tracking.enabled``.
+
+Every step that replaces an output builds it beside the old one and swaps it in only when complete
+(``mtl.atomic``): a failure or a kill leaves the previous raw files, report, prepared data, model or
+evaluation in place. Models are dispatched through ``mtl.catalog`` (their workflow: supervised, or
+meta-training on campaigns), and their names are checked before any folder or MLflow run is created.
 """
 
 from __future__ import annotations
