@@ -52,7 +52,7 @@ def test_layers_override_in_order_and_show_where_each_value_came_from(tmp_path, 
     assert "seed" not in shown
 
 
-@pytest.mark.slow  # download -> prepare (two GX suites) -> train -> evaluate -> register: ~25 s on 2 cores
+@pytest.mark.slow  # download -> prepare -> train -> evaluate -> register: 6-28 s (machine load)
 def test_commands_run_from_an_empty_folder_outside_the_repository(tmp_path, monkeypatch, capsys):
     work = tmp_path / "elsewhere"
     work.mkdir()

@@ -58,7 +58,7 @@ def leftovers(data_dir: Path) -> list[str]:
     return [str(p) for p in data_dir.rglob("*") if any(m in p.name for m in marks)]
 
 
-@pytest.mark.slow  # five killed processes, each retried: ~90 s on 2 cores
+@pytest.mark.slow  # five killed processes, each retried: 37 s here (135 s on a loaded machine)
 def test_every_step_killed_midway_then_retried_ends_as_an_uninterrupted_run(tmp_path, repo_root):
     data, reference = tmp_path / "data", tmp_path / "reference"
     mtl(reference, "download", "census")
