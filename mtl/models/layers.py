@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mtl.datasets.prepared import FeatureSchema
+from mtl.models.embedding import RowEmbedding
 
 Norm = Literal["none", "batch", "layer"]
 
@@ -30,9 +31,10 @@ class FeatureBatch(NamedTuple):
 class FeatureInput(nn.Module):
     """Embeds every field of a schema into one flat vector: [sparse, pooled multi-valued, dense].
 
-    All fields share one embedding table (each field owns a row range, so a step's gradient is one sparse
-    tensor). A multi-valued field is pooled over its true length only: slots past the length carry
-    padding and get weight 0, so padding ids never change the output.
+    All fields share one embedding table (each field owns a row range, so a step updates one table; see
+    ``mtl.models.embedding`` for the row mode the trainer uses). A multi-valued field is pooled over its
+    true length only: slots past the length carry padding and get weight 0, so padding ids never change
+    the output.
     """
 
     def __init__(self, features: FeatureSchema, embed_dim: int, pooling: Literal["mean", "sum"]):
@@ -44,7 +46,7 @@ class FeatureInput(nn.Module):
         self.n_sparse, self.n_multi, self.n_dense = n_sparse, len(lengths), len(features.dense)
         self.embed_dim = embed_dim
         self.pooling = pooling
-        self.embedding = nn.Embedding(max(sum(vocab), 1), embed_dim, sparse=True)
+        self.embedding = RowEmbedding(max(sum(vocab), 1), embed_dim)
         field_of_slot = torch.repeat_interleave(
             torch.arange(len(lengths)), torch.tensor(lengths, dtype=torch.int64)
         )
