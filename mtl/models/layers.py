@@ -68,19 +68,18 @@ class FeatureInput(nn.Module):
         """``ids`` replaces ``global_ids(x)``: rows of a compact table swapped in for ``embedding.weight``."""
         n = x.dense.shape[0]
         emb = _lookup(self.embedding, self.global_ids(x) if ids is None else ids)  # (n, S + K, d)
-        parts = [emb[:, : self.n_sparse].reshape(n, -1)]
-        if self.n_multi:
-            lengths = x.multi_lengths.index_select(1, self.field_of_slot)  # (n, K)
-            weight = (self.slot < lengths).to(emb.dtype)
-            if self.pooling == "mean":
-                weight = weight / lengths.clamp(min=1).to(emb.dtype)
-            slots = emb[:, self.n_sparse :] * weight.unsqueeze(-1)  # (n, K, d)
-            # one sum per field over its slots: 2-4x faster (forward + backward) than a matmul of the
-            # transposed (n, d, K) slots with a (K, M) 0/1 matrix, which runs as n small products
-            pooled = torch.stack([part.sum(1) for part in slots.split(self.multi_lengths, dim=1)], dim=1)
-            parts.append(pooled.reshape(n, -1))  # (n, M * d)
-        parts.append(x.dense.to(emb.dtype))
-        return torch.cat(parts, dim=1)
+        if not self.n_multi:  # no slicing at all: a slice's backward fills a zero (n, S + K, d) tensor
+            return torch.cat([emb.reshape(n, -1), x.dense.to(emb.dtype)], dim=1)
+        single, multi = emb.split([self.n_sparse, emb.shape[1] - self.n_sparse], dim=1)
+        lengths = x.multi_lengths.index_select(1, self.field_of_slot)  # (n, K)
+        weight = (self.slot < lengths).to(emb.dtype)
+        if self.pooling == "mean":
+            weight = weight / lengths.clamp(min=1).to(emb.dtype)
+        slots = multi * weight.unsqueeze(-1)  # (n, K, d)
+        # one sum per field over its slots: 2-4x faster (forward + backward) than a matmul of the
+        # transposed (n, d, K) slots with a (K, M) 0/1 matrix, which runs as n small products
+        pooled = torch.stack([part.sum(1) for part in slots.split(self.multi_lengths, dim=1)], dim=1)
+        return torch.cat([single.reshape(n, -1), pooled.reshape(n, -1), x.dense.to(emb.dtype)], dim=1)
 
 
 @torch.compiler.disable
