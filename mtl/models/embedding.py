@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from mtl.models import row_kernels
+
 
 class RowEmbedding(nn.Embedding):
     """``nn.Embedding`` (sparse gradients by default) with an optional row mode for row-wise optimisers."""
@@ -23,15 +25,18 @@ class RowEmbedding(nn.Embedding):
         self.capture_rows = False
         # (distinct table rows, the leaf tensor holding them) of every training lookup since the last step
         self.touched: list[tuple[Tensor, Tensor]] = []
+        self.marker: Tensor | None = None  # row -> -1 scratch of the C kernel's distinct-row pass
 
     def forward(self, ids: Tensor) -> Tensor:
         if not (self.capture_rows and self.training and torch.is_grad_enabled()):
             return super().forward(ids)
-        unique, inverse = torch.unique(ids, return_inverse=True)
+        if self.marker is None or len(self.marker) != self.num_embeddings:
+            self.marker = torch.full((self.num_embeddings,), -1, dtype=torch.int32)
+        native = row_kernels.unique_rows(ids, self.marker) if ids.device.type == "cpu" else None
+        unique, inverse = native if native is not None else torch.unique(ids, return_inverse=True)
         rows = self.weight.detach().index_select(0, unique).requires_grad_()  # (u, d)
         self.touched.append((unique, rows))
-        # index_select's backward is one index_add_ into (u, d): cheaper than embedding's on the CPU
-        return rows.index_select(0, inverse.reshape(-1)).view(*ids.shape, self.embedding_dim)
+        return _GatherRows.apply(rows, inverse.reshape(-1)).view(*ids.shape, self.embedding_dim)
 
     def take_touched(self) -> tuple[Tensor, Tensor] | None:
         """(distinct row ids, their summed gradients) of the lookups since the last call, then forget them."""
@@ -48,6 +53,25 @@ class RowEmbedding(nn.Embedding):
         grads = torch.cat([grad for _, grad in parts])
         summed = grads.new_zeros(len(unique), grads.shape[1]).index_add_(0, inverse, grads)
         return unique.long(), summed
+
+
+class _GatherRows(torch.autograd.Function):
+    """``rows[inverse]``, whose backward sums the gradient per distinct row in one pass."""
+
+    @staticmethod
+    def forward(ctx, rows: Tensor, inverse: Tensor) -> Tensor:
+        ctx.save_for_backward(inverse)
+        ctx.distinct = rows.shape[0]
+        return rows.index_select(0, inverse)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        (inverse,) = ctx.saved_tensors
+        grad = grad.contiguous()
+        summed = grad.new_zeros(ctx.distinct, grad.shape[1])
+        if not row_kernels.sum_rows(grad, inverse, summed):
+            summed.index_add_(0, inverse, grad)
+        return summed, None
 
 
 def row_embeddings(model: nn.Module) -> list[RowEmbedding]:

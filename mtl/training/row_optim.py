@@ -4,7 +4,8 @@
 decay; one step count per table), ``RowAdagrad`` is ``torch.optim.Adagrad`` restricted to the touched
 rows. Both read the rows and their summed gradients from ``RowEmbedding.take_touched`` (row mode, or a
 sparse gradient when a lookup ran outside it, as under DDP) and apply ``weight_decay`` as an L2 term on
-the touched rows only. The state (full-table moments) checkpoints like any ``torch.optim`` state.
+the touched rows only. The state (full-table moments) checkpoints like any ``torch.optim`` state. A C
+kernel (``mtl.models.row_kernels``) does the update in one pass where it can; the torch path otherwise.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import math
 import torch
 from torch import Tensor
 
+from mtl.models import row_kernels
 from mtl.models.embedding import RowEmbedding
 
 
@@ -31,18 +33,24 @@ class RowOptimizer(torch.optim.Optimizer):
                 touched = self.tables[id(weight)].take_touched()
                 if touched is None:
                     continue
-                ids, grad = touched
-                rows = weight.index_select(0, ids)
-                if group["weight_decay"]:
-                    grad = grad.add(rows, alpha=group["weight_decay"])
+                ids, grad = touched[0], touched[1].contiguous()
                 state = self.state[weight]
                 if not state:
                     self.init_state(state, weight)
                 state["step"] += 1
+                if self.update_native(weight, ids, grad, state, group):
+                    continue
+                rows = weight.index_select(0, ids)
+                if group["weight_decay"]:
+                    grad = grad.add(rows, alpha=group["weight_decay"])
                 weight.index_copy_(0, ids, self.update_rows(rows, grad, ids, state, group))
         return None
 
     def init_state(self, state: dict, weight: Tensor) -> None:
+        raise NotImplementedError
+
+    def update_native(self, weight: Tensor, ids: Tensor, grad: Tensor, state: dict, group: dict) -> bool:
+        """The same update by a C kernel (``mtl.models.row_kernels``); False where none can run."""
         raise NotImplementedError
 
     def update_rows(self, rows: Tensor, grad: Tensor, ids: Tensor, state: dict, group: dict) -> Tensor:
@@ -59,6 +67,14 @@ class RowAdam(RowOptimizer):
         state["exp_avg"] = torch.zeros_like(weight)
         state["exp_avg_sq"] = torch.zeros_like(weight)
 
+    def update_native(self, weight: Tensor, ids: Tensor, grad: Tensor, state: dict, group: dict) -> bool:
+        beta1, beta2 = group["betas"]
+        return row_kernels.adam_rows(
+            weight, state["exp_avg"], state["exp_avg_sq"], ids, grad,
+            step_size=_adam_step_size(group, state["step"]), beta1=beta1, beta2=beta2, eps=group["eps"],
+            decay=group["weight_decay"],
+        )  # fmt: skip
+
     def update_rows(self, rows: Tensor, grad: Tensor, ids: Tensor, state: dict, group: dict) -> Tensor:
         beta1, beta2 = group["betas"]
         exp_avg = state["exp_avg"].index_select(0, ids)
@@ -67,8 +83,7 @@ class RowAdam(RowOptimizer):
         exp_avg_sq.add_(grad.square().sub_(exp_avg_sq).mul_(1 - beta2))
         state["exp_avg"].index_copy_(0, ids, exp_avg)
         state["exp_avg_sq"].index_copy_(0, ids, exp_avg_sq)
-        step = state["step"]
-        step_size = group["lr"] * math.sqrt(1 - beta2**step) / (1 - beta1**step)
+        step_size = _adam_step_size(group, state["step"])
         return rows.sub_(exp_avg.div_(exp_avg_sq.sqrt_().add_(group["eps"])).mul_(step_size))
 
 
@@ -80,10 +95,20 @@ class RowAdagrad(RowOptimizer):
         state["step"] = 0
         state["sum"] = torch.zeros_like(weight)
 
+    def update_native(self, weight: Tensor, ids: Tensor, grad: Tensor, state: dict, group: dict) -> bool:
+        return row_kernels.adagrad_rows(
+            weight, state["sum"], ids, grad, lr=group["lr"], eps=group["eps"], decay=group["weight_decay"]
+        )
+
     def update_rows(self, rows: Tensor, grad: Tensor, ids: Tensor, state: dict, group: dict) -> Tensor:
         total = state["sum"].index_select(0, ids).addcmul_(grad, grad)
         state["sum"].index_copy_(0, ids, total)
         return rows.addcdiv_(grad, total.sqrt_().add_(group["eps"]), value=-group["lr"])
+
+
+def _adam_step_size(group: dict, step: int) -> float:
+    beta1, beta2 = group["betas"]
+    return group["lr"] * math.sqrt(1 - beta2**step) / (1 - beta1**step)
 
 
 ROW_OPTIMIZERS: dict[str, type[RowOptimizer]] = {"adam": RowAdam, "adagrad": RowAdagrad}

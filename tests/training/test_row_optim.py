@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mtl.datasets.prepared import load_metadata, read_split
-from mtl.models import build_model
+from mtl.models import build_model, row_kernels
 from mtl.models.embedding import RowEmbedding
 from mtl.training.data import TensorSplit, prefetched
 from mtl.training.optim import build_optimizers, use_sparse_embeddings
@@ -42,7 +42,17 @@ def esmm_losses(prepared_root, *, rows: bool, steps: int = 25) -> list[float]:
     return losses
 
 
-def test_row_adam_follows_the_sparse_adam_loss_curve(prepared_root):
+@pytest.fixture(params=["native", "torch"])
+def kernels(request, monkeypatch):
+    """Every row test runs with the C kernels and with the pure-torch path."""
+    if request.param == "native":
+        assert row_kernels.library() is not None, "the C kernels did not build (is a C compiler installed?)"
+    else:
+        monkeypatch.setattr(row_kernels, "library", lambda: None)
+    return request.param
+
+
+def test_row_adam_follows_the_sparse_adam_loss_curve(prepared_root, kernels):
     rows, sparse = esmm_losses(prepared_root, rows=True), esmm_losses(prepared_root, rows=False)
     assert rows[-1] < rows[0]  # it trains
     assert max(abs(a - b) for a, b in zip(rows, sparse)) < 1e-4
@@ -66,7 +76,7 @@ def two_tables(rows: bool) -> RowEmbedding:
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "adagrad"])
-def test_row_optimizers_match_torch_sparse_optimizers_and_leave_other_rows(optimizer):
+def test_row_optimizers_match_torch_sparse_optimizers_and_leave_other_rows(optimizer, kernels):
     ids = [torch.tensor([[3, 7, 3], [9, 7, 11]]), torch.tensor([[11, 40]])]
     row_table, torch_table = two_tables(rows=True), two_tables(rows=False)
     before = row_table.weight.detach().clone()
@@ -84,7 +94,7 @@ def test_row_optimizers_match_torch_sparse_optimizers_and_leave_other_rows(optim
     assert changed == {3, 7, 9, 11, 40}
 
 
-def test_row_weight_decay_shrinks_only_touched_rows():
+def test_row_weight_decay_shrinks_only_touched_rows(kernels):
     table = two_tables(rows=True)
     before = table.weight.detach().clone()
     optimizer = RowAdagrad([table], lr=0.1, weight_decay=0.5)
