@@ -55,19 +55,21 @@ void sum_rows(const float *restrict g, const int64_t *restrict inverse, int64_t 
 }
 
 /* lazy Adam (torch.optim.SparseAdam's arithmetic) with L2 on the touched rows */
-void adam_rows(float *restrict w, float *restrict m, float *restrict v, const int64_t *restrict ids,
+/* moments: per table row, the d first moments then the d second moments */
+void adam_rows(float *restrict w, float *restrict moments, const int64_t *restrict ids,
                const float *restrict g, int64_t u, int64_t d,
                float step_size, float beta1, float beta2, float eps, float decay) {
     for (int64_t k = 0; k < u; k++) {
-        int64_t row = ids[k] * d;
+        float *wk = w + ids[k] * d;
+        float *m = moments + ids[k] * 2 * d, *v = m + d;
         const float *gk = g + k * d;
         for (int64_t j = 0; j < d; j++) {
-            float grad = gk[j] + decay * w[row + j];
-            float mj = m[row + j], vj = v[row + j];
+            float grad = gk[j] + decay * wk[j];
+            float mj = m[j], vj = v[j];
             mj += (grad - mj) * (1.0f - beta1);
             vj += (grad * grad - vj) * (1.0f - beta2);
-            m[row + j] = mj; v[row + j] = vj;
-            w[row + j] -= mj / (sqrtf(vj) + eps) * step_size;
+            m[j] = mj; v[j] = vj;
+            wk[j] -= mj / (sqrtf(vj) + eps) * step_size;
         }
     }
 }
@@ -98,7 +100,7 @@ _F = ctypes.c_float
 SIGNATURES = {
     "unique_rows": ([_P, _I, _P, _P, _P], _I),
     "sum_rows": ([_P, _P, _I, _I, _P], None),
-    "adam_rows": ([_P, _P, _P, _P, _P, _I, _I, _F, _F, _F, _F, _F], None),
+    "adam_rows": ([_P, _P, _P, _P, _I, _I, _F, _F, _F, _F, _F], None),
     "adagrad_rows": ([_P, _P, _P, _P, _I, _I, _F, _F, _F], None),
 }
 
@@ -170,12 +172,12 @@ def _rows_ok(weight: Tensor, ids: Tensor, grad: Tensor, *state: Tensor) -> bool:
     )
 
 
-def adam_rows(weight, exp_avg, exp_avg_sq, ids, grad, *, step_size, beta1, beta2, eps, decay) -> bool:
-    """Lazy Adam on rows ``ids`` in place; False where the kernel cannot run (caller falls back)."""
-    if not _rows_ok(weight, ids, grad, exp_avg, exp_avg_sq):
+def adam_rows(weight, moments, ids, grad, *, step_size, beta1, beta2, eps, decay) -> bool:
+    """Lazy Adam on rows ``ids`` in place (``moments``: ``(rows, 2, d)``); False where it cannot run."""
+    if not _rows_ok(weight, ids, grad, moments):
         return False
     library().adam_rows(
-        weight.data_ptr(), exp_avg.data_ptr(), exp_avg_sq.data_ptr(), ids.data_ptr(), grad.data_ptr(),
+        weight.data_ptr(), moments.data_ptr(), ids.data_ptr(), grad.data_ptr(),
         len(ids), weight.shape[1], step_size, beta1, beta2, eps, decay,
     )  # fmt: skip
     return True

@@ -25,6 +25,8 @@ class RowOptimizer(torch.optim.Optimizer):
     def __init__(self, tables: list[RowEmbedding], defaults: dict):
         super().__init__([table.weight for table in tables], defaults)
         self.tables = {id(table.weight): table for table in tables}
+        for table in tables:  # now, not in the first step: zeroing a large table's state takes a while
+            self.init_state(self.state[table.weight], table.weight)
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -64,25 +66,24 @@ class RowAdam(RowOptimizer):
 
     def init_state(self, state: dict, weight: Tensor) -> None:
         state["step"] = 0
-        state["exp_avg"] = torch.zeros_like(weight)
-        state["exp_avg_sq"] = torch.zeros_like(weight)
+        # a row's first and second moments side by side: one memory access per row, not two
+        state["moments"] = weight.new_zeros(weight.shape[0], 2, weight.shape[1])
 
     def update_native(self, weight: Tensor, ids: Tensor, grad: Tensor, state: dict, group: dict) -> bool:
         beta1, beta2 = group["betas"]
         return row_kernels.adam_rows(
-            weight, state["exp_avg"], state["exp_avg_sq"], ids, grad,
+            weight, state["moments"], ids, grad,
             step_size=_adam_step_size(group, state["step"]), beta1=beta1, beta2=beta2, eps=group["eps"],
             decay=group["weight_decay"],
         )  # fmt: skip
 
     def update_rows(self, rows: Tensor, grad: Tensor, ids: Tensor, state: dict, group: dict) -> Tensor:
         beta1, beta2 = group["betas"]
-        exp_avg = state["exp_avg"].index_select(0, ids)
-        exp_avg_sq = state["exp_avg_sq"].index_select(0, ids)
+        moments = state["moments"].index_select(0, ids)  # (u, 2, d)
+        exp_avg, exp_avg_sq = moments[:, 0], moments[:, 1]
         exp_avg.add_(grad.sub(exp_avg).mul_(1 - beta1))  # SparseAdam's order of operations
         exp_avg_sq.add_(grad.square().sub_(exp_avg_sq).mul_(1 - beta2))
-        state["exp_avg"].index_copy_(0, ids, exp_avg)
-        state["exp_avg_sq"].index_copy_(0, ids, exp_avg_sq)
+        state["moments"].index_copy_(0, ids, moments)
         step_size = _adam_step_size(group, state["step"])
         return rows.sub_(exp_avg.div_(exp_avg_sq.sqrt_().add_(group["eps"])).mul_(step_size))
 
