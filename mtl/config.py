@@ -212,9 +212,11 @@ class TrainParams(Section):
     batch_size: int = Field(ge=1)  # global batch: split across DDP ranks
     eval_batch_size: int = Field(ge=1)
     lr: float = Field(gt=0.0)  # AdamW, dense parameters
-    embedding_lr: float = Field(gt=0.0)  # SparseAdam (or AdamW when gradients are dense), embedding tables
+    embedding_lr: float = Field(gt=0.0)  # embedding tables (train.embedding_optimizer)
     weight_decay: float = Field(ge=0.0)  # dense weight matrices only
     embedding_gradients: Literal["auto", "sparse", "dense"]
+    embedding_optimizer: Literal["adam", "adagrad"]  # row-wise (lazy) on the rows a step touched
+    embedding_weight_decay: float = Field(ge=0.0)  # L2 on the embedding rows a step touched
     precision: Literal["auto", "fp32", "bf16", "fp16"]
     compile: bool
     validation_split: str

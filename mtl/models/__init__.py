@@ -12,7 +12,7 @@ from mtl.errors import ConfigError
 from mtl.models.aitm import AITM
 from mtl.models.base import JOINT_OUTPUT, ModelSpec, MultiTaskModel
 from mtl.models.esmm import ESMM
-from mtl.models.layers import FeatureBatch, initialise
+from mtl.models.layers import FeatureBatch
 from mtl.models.metaheac import MetaHeac
 from mtl.models.mmoe import MMoE
 from mtl.models.ple import PLE
@@ -46,6 +46,4 @@ def build_model(name: str, spec: ModelSpec | DatasetMetadata, params: Params | d
     if isinstance(spec, DatasetMetadata):
         spec = ModelSpec.from_metadata(spec)
     hyper = params.model(name) if isinstance(params, Params) else cls.params_class.model_validate(params)
-    model = cls(spec, hyper)
-    initialise(model, hyper.embed_init_std)
-    return model
+    return cls(spec, hyper)

@@ -72,6 +72,7 @@ class AITM(MultiTaskModel):
         )
         self.attentions = nn.ModuleList(TransferAttention(dim) for _ in range(n - 1))
         self.heads = nn.ModuleList(nn.Linear(dim, 1) for _ in range(n))
+        self.initialise_weights()
 
     def forward(self, features: FeatureBatch) -> dict[str, Tensor]:
         x = self.input(features)

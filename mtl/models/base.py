@@ -2,9 +2,10 @@
 
 Output convention
 -----------------
-``forward(features)`` returns the model's head **logits**, a dict keyed by head name (one per task for
-most models). ``probabilities(logits)`` turns them into the probabilities that evaluation scores, keyed
-by *output* name (see ``mtl.evaluation.evaluation_targets``):
+``forward(features)`` returns **logits** keyed by task: ``logits[task]`` is the logit of P(task label = 1)
+over all rows, in every model (on Ali-CCP, ``purchase`` is the logit of P(click and purchase), also in ESMM,
+whose CVR tower stays inside the model). ``probabilities(logits)`` turns them into the probabilities that
+evaluation scores, keyed by *output* name (see ``mtl.evaluation.evaluation_targets``):
 
 * every task's name, with P(task = 1) over all rows, except on a funnel dataset (metadata ``funnel``,
   e.g. Ali-CCP's ``[click, purchase]``), where
@@ -12,10 +13,9 @@ by *output* name (see ``mtl.evaluation.evaluation_targets``):
   - ``purchase`` is pCVR = P(purchase | click), scored on clicked rows only;
   - ``ctcvr`` is pCTCVR = P(click and purchase), scored on all rows.
 
-ESMM has a CVR tower and yields these natively. Models that train every task over the entire space
-(single-task, shared-bottom, MMoE, PLE, AITM) learn P(purchase) = P(click and purchase) directly, so
-their ``ctcvr`` is that head and their pCVR is ``ctcvr / ctr`` clipped to [0, 1]: Bayes' rule with the
-model's own two estimates, which keeps the CVR ranking consistent with the model's CTCVR and CTR.
+So every model's ``ctcvr`` is its ``purchase`` logit and its pCVR is ``ctcvr / ctr`` clipped to [0, 1]:
+Bayes' rule with the model's own two estimates (for ESMM this gives back its CVR tower's output, up to
+rounding), which keeps the CVR ranking consistent with the model's CTCVR and CTR.
 
 ``loss_terms(logits, labels)`` returns per-row loss terms (each ``(n,)``); the trainer sums the terms,
 sums over rows and divides by the global batch size, so the loss is a batch mean and splitting a batch
@@ -34,7 +34,7 @@ from mtl.config import ModelParams
 from mtl.datasets.prepared import DatasetMetadata, FeatureSchema
 from mtl.errors import ModelConfigError
 from mtl.evaluation import JOINT_OUTPUT
-from mtl.models.layers import FeatureBatch, FeatureInput, bce_with_logits
+from mtl.models.layers import FeatureBatch, FeatureInput, bce_with_logits, initialise
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,10 @@ class MultiTaskModel(nn.Module):
         self.spec = spec
         self.params = params
         self.funnel = spec.two_step_funnel(self.name)
+
+    def initialise_weights(self) -> None:
+        """Every subclass calls this last in ``__init__``: a constructed model is ready to train."""
+        initialise(self, self.params.embed_init_std)
 
     def feature_input(self) -> FeatureInput:
         return FeatureInput(self.spec.features, self.params.embed_dim, self.params.multi_pooling)

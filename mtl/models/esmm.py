@@ -3,19 +3,19 @@
 Both towers share the input layer and see every impression. The loss supervises only CTR (label:
 click) and CTCVR (label: click and purchase), both over all rows; pCVR has no loss of its own, so its
 tower learns only through the CTCVR product -- which removes the sample-selection bias of training CVR
-on clicked rows alone.
+on clicked rows alone. As in every model, ``forward`` returns per task the logit of P(label = 1) over all
+rows: ``click`` is the CTR logit, ``purchase`` the CTCVR logit ``logit(pCTR x pCVR)``.
 """
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from mtl.config import EsmmParams
 from mtl.errors import ModelConfigError
 from mtl.models.base import JOINT_OUTPUT, ModelSpec, MultiTaskModel
-from mtl.models.layers import FeatureBatch, Tower, bce_with_log_prob, bce_with_logits
+from mtl.models.layers import FeatureBatch, Tower, bce_with_log_prob, bce_with_logits, log1mexp
 
 
 class ESMM(MultiTaskModel):
@@ -35,21 +35,19 @@ class ESMM(MultiTaskModel):
         width = self.input.output_dim
         self.ctr_tower = Tower(width, params.tower_dims, params.dropout, params.norm)
         self.cvr_tower = Tower(width, params.tower_dims, params.dropout, params.norm)
+        self.initialise_weights()
 
     def forward(self, features: FeatureBatch) -> dict[str, Tensor]:
         x = self.input(features)
-        return {self.click: self.ctr_tower(x), self.purchase: self.cvr_tower(x)}  # CTR and CVR logits
+        ctr_logit = self.ctr_tower(x)
+        # log(pCTR x pCVR)
+        log_ctcvr = F.logsigmoid(ctr_logit.float()) + F.logsigmoid(self.cvr_tower(x).float())
+        return {self.click: ctr_logit, self.purchase: log_ctcvr - log1mexp(log_ctcvr)}
 
     def loss_terms(self, logits: dict[str, Tensor], labels: Tensor) -> dict[str, Tensor]:
         click = self.task_label(labels, self.click)
         ctcvr = click * self.task_label(labels, self.purchase)
-        log_ctcvr = F.logsigmoid(logits[self.click].float()) + F.logsigmoid(logits[self.purchase].float())
         return {
             self.click: bce_with_logits(logits[self.click], click),
-            JOINT_OUTPUT: bce_with_log_prob(log_ctcvr, ctcvr),
+            JOINT_OUTPUT: bce_with_log_prob(F.logsigmoid(logits[self.purchase].float()), ctcvr),
         }
-
-    def probabilities(self, logits: dict[str, Tensor]) -> dict[str, Tensor]:
-        ctr = torch.sigmoid(logits[self.click].float())
-        cvr = torch.sigmoid(logits[self.purchase].float())
-        return {self.click: ctr, self.purchase: cvr, JOINT_OUTPUT: ctr * cvr}

@@ -22,6 +22,7 @@ class MMoE(MultiTaskModel):
         self.towers = nn.ModuleList(
             Tower(self.experts.output_dim, params.tower_dims, params.dropout, params.norm) for _ in spec.tasks
         )
+        self.initialise_weights()
 
     def forward(self, features: FeatureBatch) -> dict[str, Tensor]:
         x = self.input(features)

@@ -69,6 +69,7 @@ class PLE(MultiTaskModel):
         self.towers = nn.ModuleList(
             Tower(width, params.tower_dims, params.dropout, params.norm) for _ in spec.tasks
         )
+        self.initialise_weights()
 
     def forward(self, features: FeatureBatch) -> dict[str, Tensor]:
         x = self.input(features)

@@ -20,6 +20,7 @@ class SharedBottom(MultiTaskModel):
         self.towers = nn.ModuleList(
             Tower(self.bottom.output_dim, params.tower_dims, params.dropout, params.norm) for _ in spec.tasks
         )
+        self.initialise_weights()
 
     def forward(self, features: FeatureBatch) -> dict[str, Tensor]:
         shared = self.bottom(self.input(features))  # (n, bottom_dims[-1])

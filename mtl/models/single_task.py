@@ -28,6 +28,7 @@ class SingleTask(MultiTaskModel):
     def __init__(self, spec: ModelSpec, params: SingleTaskParams):
         super().__init__(spec, params)
         self.networks = nn.ModuleList(_TaskNetwork(self, params) for _ in spec.tasks)
+        self.initialise_weights()
 
     def forward(self, features: FeatureBatch) -> dict[str, Tensor]:
         return {task: net(features) for task, net in zip(self.spec.tasks, self.networks)}

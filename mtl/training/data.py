@@ -8,6 +8,9 @@ in file order and shuffled within the chunk (chunk-local shuffling, the usual tr
 On CUDA every chunk (the whole split when it fits) is pinned and copied to the GPU once with a
 non-blocking transfer; batches are then gathered on the GPU, so no per-step host-to-device copy exists.
 
+Training batches are gathered by a background thread (``prefetched``), one or two ahead of the step, so
+building the next batch overlaps with the model's forward and backward.
+
 Distributed: every rank draws the same global permutation per epoch (seeded by run seed, epoch and
 chunk), cuts the same global batches, and takes its own contiguous shard of each; so N ranks see
 exactly the batches one process would.
@@ -15,10 +18,12 @@ exactly the batches one process would.
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 import torch
@@ -168,3 +173,45 @@ def eval_batches(source: SplitSource, batch_size: int) -> Iterator[Batch]:
     for chunk in source.chunks():
         for start in range(0, len(chunk), batch_size):
             yield chunk.slice(start, start + batch_size)
+
+
+Item = TypeVar("Item")
+_END = object()
+
+
+def prefetched(items: Iterator[Item], depth: int = 2) -> Iterator[Item]:
+    """``items`` produced by a background thread, at most ``depth`` ahead; its errors re-raise here."""
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(entry: tuple) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(entry, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((_END, None))
+        except BaseException as error:  # handed to the consumer, raised in its thread
+            put((_END, error))
+
+    thread = threading.Thread(target=produce, name="mtl-batches", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = ready.get()
+            if item is _END:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()

@@ -28,7 +28,7 @@ from mtl.config import TrainParams
 from mtl.errors import TrainingError
 from mtl.evaluation import evaluate_predictions
 from mtl.models import MultiTaskModel
-from mtl.training.data import SplitSource, train_batches
+from mtl.training.data import SplitSource, prefetched, train_batches
 from mtl.training.device import Precision
 from mtl.training.distributed import DistributedContext
 from mtl.training.guards import LossGuard
@@ -102,9 +102,12 @@ class Trainer:
                 log.warning(
                     "batch norm under gloo uses per-rank statistics: results depend on the rank count"
                 )
-        use_sparse_embeddings(self.model, self.sparse)
-        self.optimizers = build_optimizers(self.model, params, sparse=self.sparse)
         self.scaler = precision.grad_scaler()
+        # row mode (mtl.models.embedding) where no one else reads the sparse gradient: DDP all-reduces it
+        # and the fp16 grad scaler unscales it
+        rows = not self.dist.enabled and not self.scaler.is_enabled()
+        use_sparse_embeddings(self.model, self.sparse, rows=rows)
+        self.optimizers = build_optimizers(self.model, params, sparse=self.sparse)
         network: torch.nn.Module = self.model
         if self.dist.enabled:
             network = DistributedDataParallel(
@@ -170,13 +173,15 @@ class Trainer:
         names: list[str] = []
         rows = step = 0
         started, started_cpu = time.perf_counter(), time.process_time()
-        batches = train_batches(
-            source,
-            batch_size=self.params.batch_size,
-            seed=self.seed,
-            epoch=epoch,
-            rank=self.dist.rank,
-            world_size=self.dist.world_size,
+        batches = prefetched(
+            train_batches(
+                source,
+                batch_size=self.params.batch_size,
+                seed=self.seed,
+                epoch=epoch,
+                rank=self.dist.rank,
+                world_size=self.dist.world_size,
+            )
         )
         every = 1 if self.device.type == "cpu" else self.params.nan_check_interval
         guard = LossGuard(self.model.name, epoch, device=self.device, every=every, dist=self.dist)

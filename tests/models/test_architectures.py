@@ -72,11 +72,39 @@ def test_funnel_outputs_follow_the_convention(batches, name):
     for values in probs.values():
         assert values.shape == (256,)
         assert bool(((values >= 0) & (values <= 1)).all())
+    # one meaning in every model: logits[task] is the logit of P(task label = 1) over all rows, so the
+    # purchase logit is P(click and purchase) and pCVR = pCTCVR / pCTR clipped
+    torch.testing.assert_close(probs["click"], torch.sigmoid(logits["click"]))
+    torch.testing.assert_close(probs["ctcvr"], torch.sigmoid(logits["purchase"]))
+    torch.testing.assert_close(probs["purchase"], (probs["ctcvr"] / probs["click"]).clamp(0, 1))
     if name == "esmm":  # pCTCVR = pCTR x pCVR, pCVR from its own tower
-        torch.testing.assert_close(probs["ctcvr"], probs["click"] * probs["purchase"])
-    else:  # the purchase head is P(click and purchase); pCVR = pCTCVR / pCTR clipped
-        torch.testing.assert_close(probs["ctcvr"], torch.sigmoid(logits["purchase"]))
-        torch.testing.assert_close(probs["purchase"], (probs["ctcvr"] / probs["click"]).clamp(0, 1))
+        with torch.no_grad():
+            cvr = torch.sigmoid(model.cvr_tower(model.input(batch.features)))
+        torch.testing.assert_close(probs["ctcvr"], probs["click"] * cvr)
+        torch.testing.assert_close(probs["purchase"], cvr)
+
+
+@pytest.mark.parametrize("name", MULTI_TASK_MODELS)
+def test_a_constructed_model_is_initialised(batches, name):
+    """The class alone (no build_model) yields seeded, initialised weights: no torch.empty left over."""
+    metadata = batches["aliccp"][0]
+    cls = MODELS[name]
+    hyper = small_params().model(name)
+    states = []
+    for _ in range(2):
+        torch.manual_seed(3)
+        states.append(cls(ModelSpec.from_metadata(metadata), hyper).state_dict())
+    torch.manual_seed(3)
+    built = build_model(name, metadata, small_params()).state_dict()
+    for key, value in states[0].items():
+        assert torch.equal(value, states[1][key]), key
+        assert torch.equal(value, built[key]), key
+        assert bool(torch.isfinite(value.float()).all()), key
+    for module in cls(ModelSpec.from_metadata(metadata), hyper).modules():
+        if isinstance(module, ExpertGroup):  # Xavier-uniform bounds, not whatever memory held
+            for weight in module.weights:
+                bound = (6.0 / (weight.shape[1] + weight.shape[2])) ** 0.5
+                assert 0 < weight.abs().max() <= bound
 
 
 def distinct_rows(matrix: torch.Tensor) -> bool:
@@ -169,6 +197,11 @@ def test_esmm_cvr_tower_learns_only_through_ctcvr(batches):
     batch = batches["aliccp"][1][0]
     terms = model.loss_terms(model(batch.features), batch.labels)
     assert set(terms) == {"click", "ctcvr"}  # no CVR loss: pCVR is learned only inside pCTCVR
+    with torch.no_grad():
+        x = model.input(batch.features)
+        p = torch.sigmoid(model.ctr_tower(x)) * torch.sigmoid(model.cvr_tower(x))
+    y = batch.labels[:, 0] * batch.labels[:, 1]
+    torch.testing.assert_close(terms["ctcvr"].detach(), -(y * p.log() + (1 - y) * (1 - p).log()))
     terms["click"].sum().backward(retain_graph=True)
     assert not parameters_with_gradient(model.cvr_tower)
     assert parameters_with_gradient(model.ctr_tower)

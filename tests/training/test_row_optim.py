@@ -1,0 +1,142 @@
+"""Row-wise embedding optimisers: the same training as torch's sparse optimisers, rows outside a batch
+untouched, row L2 on touched rows only; and the background batch thread."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+
+from mtl.datasets.prepared import load_metadata, read_split
+from mtl.models import build_model, row_kernels
+from mtl.models.embedding import RowEmbedding
+from mtl.training.data import TensorSplit, prefetched
+from mtl.training.optim import build_optimizers, use_sparse_embeddings
+from mtl.training.row_optim import RowAdagrad, RowAdam
+from tests.support.models import small_params
+
+
+def esmm_losses(prepared_root, *, rows: bool, steps: int = 25) -> list[float]:
+    """Per-step losses of a tiny ESMM: row mode + RowAdam, or torch's sparse gradients + SparseAdam."""
+    metadata = load_metadata(prepared_root / "aliccp")
+    split = TensorSplit.from_arrays(read_split(prepared_root / "aliccp", "train", metadata), metadata, "t")
+    params = small_params("train.embedding_optimizer=adam")
+    torch.manual_seed(0)
+    model = build_model("esmm", metadata, params)
+    use_sparse_embeddings(model, True, rows=rows)
+    optimizers = build_optimizers(model, params.train, sparse=True)
+    if not rows:  # the path before row mode: SparseAdam coalescing torch's sparse gradient
+        optimizers[-1] = torch.optim.SparseAdam([model.input.embedding.weight], lr=params.train.embedding_lr)
+    losses = []
+    for step in range(steps):
+        batch = split.slice(step * 200, step * 200 + 200)
+        terms = model.loss_terms(model(batch.features), batch.labels)
+        loss = torch.stack([t.mean() for t in terms.values()]).sum()
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        for optimizer in optimizers:
+            optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
+@pytest.fixture(params=["native", "torch"])
+def kernels(request, monkeypatch):
+    """Every row test runs with the C kernels and with the pure-torch path."""
+    if request.param == "native":
+        assert row_kernels.library() is not None, "the C kernels did not build (is a C compiler installed?)"
+    else:
+        monkeypatch.setattr(row_kernels, "library", lambda: None)
+    return request.param
+
+
+def test_row_adam_follows_the_sparse_adam_loss_curve(prepared_root, kernels):
+    rows, sparse = esmm_losses(prepared_root, rows=True), esmm_losses(prepared_root, rows=False)
+    assert rows[-1] < rows[0]  # it trains
+    assert max(abs(a - b) for a, b in zip(rows, sparse)) < 1e-4
+
+
+def lookups(table: RowEmbedding, ids_list: list[torch.Tensor], seed: int = 0) -> None:
+    """A loss over several lookups of one table (repeated ids within and across them), backward."""
+    generator = torch.Generator().manual_seed(seed)
+    loss = sum(
+        (table(ids) * torch.randn(*ids.shape, table.embedding_dim, generator=generator)).sum()
+        for ids in ids_list
+    )
+    loss.backward()
+
+
+def two_tables(rows: bool) -> RowEmbedding:
+    torch.manual_seed(1)
+    table = RowEmbedding(50, 4)
+    table.capture_rows = rows
+    return table
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adagrad"])
+def test_row_optimizers_match_torch_sparse_optimizers_and_leave_other_rows(optimizer, kernels):
+    ids = [torch.tensor([[3, 7, 3], [9, 7, 11]]), torch.tensor([[11, 40]])]
+    row_table, torch_table = two_tables(rows=True), two_tables(rows=False)
+    before = row_table.weight.detach().clone()
+    if optimizer == "adam":
+        ours, theirs = RowAdam([row_table], lr=0.05), torch.optim.SparseAdam([torch_table.weight], lr=0.05)
+    else:
+        ours, theirs = RowAdagrad([row_table], lr=0.05), torch.optim.Adagrad([torch_table.weight], lr=0.05)
+    for step in range(4):
+        for table, opt in ((row_table, ours), (torch_table, theirs)):
+            opt.zero_grad(set_to_none=True)
+            lookups(table, ids, seed=step)
+            opt.step()
+    torch.testing.assert_close(row_table.weight, torch_table.weight)
+    changed = set(torch.nonzero((row_table.weight != before).any(1)).flatten().tolist())
+    assert changed == {3, 7, 9, 11, 40}
+
+
+def test_row_weight_decay_shrinks_only_touched_rows(kernels):
+    table = two_tables(rows=True)
+    before = table.weight.detach().clone()
+    optimizer = RowAdagrad([table], lr=0.1, weight_decay=0.5)
+    ids = torch.tensor([2, 5])
+    (table(ids) * 0.0).sum().backward()  # zero loss gradient: only the L2 term moves the rows
+    optimizer.step()
+    after = table.weight.detach()
+    grad = 0.5 * before[ids]
+    expected = before[ids] - 0.1 * grad / (grad.abs() + 1e-10)
+    torch.testing.assert_close(after[ids], expected)
+    untouched = torch.ones(50, dtype=torch.bool)
+    untouched[ids] = False
+    assert torch.equal(after[untouched], before[untouched])
+
+
+def test_row_optimizer_state_round_trips_through_a_checkpoint():
+    table = two_tables(rows=True)
+    optimizer = RowAdam([table], lr=0.05)
+    lookups(table, [torch.tensor([1, 2, 2])])
+    optimizer.step()
+    copy = two_tables(rows=True)
+    copy.load_state_dict(table.state_dict())
+    restored = RowAdam([copy], lr=0.05)
+    saved = io.BytesIO()
+    torch.save(optimizer.state_dict(), saved)
+    saved.seek(0)
+    restored.load_state_dict(torch.load(saved))
+    for t, opt in ((table, optimizer), (copy, restored)):
+        lookups(t, [torch.tensor([2, 4])], seed=5)
+        opt.step()
+    torch.testing.assert_close(copy.weight, table.weight)
+
+
+def test_prefetched_yields_in_order_and_reraises_the_producer_error():
+    assert list(prefetched(iter(range(20)))) == list(range(20))
+
+    def failing():
+        yield 1
+        raise ValueError("bad chunk")
+
+    with pytest.raises(ValueError, match="bad chunk"):
+        list(prefetched(failing()))
+    stream = prefetched(iter(range(1000)))
+    assert next(stream) == 0
+    stream.close()  # a consumer that stops early ends the thread (close joins it)
