@@ -147,7 +147,12 @@ def prepare(dataset: str, *, data_dir: Path, params: Params) -> StepResult:
     try:
         metadata = ds.prepare(raw, staging, manifest, params)
         report = validation.validate_prepared(
-            ds, staging, metadata, params, paths.validation_dir(data_dir, dataset, "prepared")
+            ds,
+            staging,
+            metadata,
+            params,
+            paths.validation_dir(data_dir, dataset, "prepared"),
+            previous=validation.previous_metadata(final),  # drift against the version being replaced
         )
         publish_directory(staging, final)
     finally:
