@@ -547,6 +547,39 @@ def drift_changes(baseline: dict[str, Any], metadata: DatasetMetadata) -> dict[s
     return changes
 
 
+def drift_over(drift: dict[str, Any]) -> list[str]:
+    """The changes of a recorded drift (``metadata.drift``) past their thresholds."""
+    limits = drift.get("thresholds") or {}
+    return [
+        column
+        for column, change in (drift.get("changes") or {}).items()
+        if change > limits.get(column.partition("__")[0], math.inf)
+    ]
+
+
+def drift_log_record(drift: dict[str, Any]) -> tuple[dict[str, str], dict[str, float]]:
+    """A recorded drift as MLflow params (``data.drift.*``: the baseline version, the changes past
+    their thresholds) and metrics (``drift.<change>``; an infinite change -- from a rate of 0 -- is left
+    to the params)."""
+    if not drift:
+        return {"data.drift.baseline": "none (first prepared version)"}, {}
+    baseline = drift.get("previous") or {}
+    over = drift_over(drift)
+    params = {
+        "data.drift.baseline": str(baseline.get("content_hash", "")),
+        "data.drift.baseline_created_at": str(baseline.get("created_at", "")),
+        "data.drift.baseline_source": str(baseline.get("source", "")),
+        "data.drift.warnings": str(len(over)),
+        "data.drift.over_threshold": ",".join(over)[:6000] or "none",
+    }
+    metrics = {
+        f"drift.{column}": float(change)
+        for column, change in (drift.get("changes") or {}).items()
+        if math.isfinite(change)
+    }
+    return params, metrics
+
+
 def drift_check(changes: dict[str, float], limits: DriftThresholds, source: str = "") -> Check:
     """The drift table as warning expectations: each change at most its threshold."""
     expectations = [ex.between(column, high=getattr(limits, column.partition("__")[0])) for column in changes]
