@@ -361,7 +361,9 @@ def validate_raw(
     runner = SuiteRunner(f"{dataset.name}.raw", report_dir)
     settings = params.dataset(dataset.name).validation
     stats = TableStats(dataset.tasks)
+    files: set[Path] = set()
     for table in dataset.raw_tables(raw_dir, manifest, params):
+        files.add(Path(table.path))
         stats.add(table.name, table.frame)
         runner.run(
             Check(
@@ -375,10 +377,31 @@ def validate_raw(
     if not stats.rows:
         raise DataFormatError(f"{raw_dir}: no raw tables found for source {manifest.source!r}")
     runner.run(stats.check(settings.label_rates))
+    if ends := last_lines(files):
+        runner.run(ends)
     return runner.finish(
         {"source": manifest.source, "raw_hash": manifest.content_hash},
         fail_on_warning=params.validation.fail_on_warning,
     )
+
+
+TEXT_SUFFIXES = (".csv", ".txt", ".data", ".test", ".tsv")
+
+
+def last_lines(files: Iterable[Path]) -> Check | None:
+    """Warning: a text file whose last line lacks its newline may have been cut off mid-line (a
+    truncated download or copy) -- the parsers cannot tell, since a cut often leaves a valid line."""
+    row = {}
+    for path in sorted(p for p in files if p.suffix in TEXT_SUFFIXES and p.is_file()):
+        with path.open("rb") as stream:
+            size = stream.seek(0, os.SEEK_END)
+            if size:
+                stream.seek(size - 1)
+                row[f"last_line_complete__{path.name}"] = int(stream.read(1) == b"\n")
+    if not row:
+        return None
+    expectations = ex.warning([ex.between(column, 1) for column in row])
+    return Check("files", pd.DataFrame([row]), ex.build(expectations), source="raw text files")
 
 
 def prepared_expectations(metadata: DatasetMetadata) -> list[Any]:

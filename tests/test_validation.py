@@ -18,6 +18,7 @@ from mtl.datasets import expectations as ex
 from mtl.datasets.prepared import DatasetMetadata, FeatureSchema, SplitInfo, load_metadata
 from mtl.errors import DataValidationError
 from mtl.validation import Check, SuiteRunner, drift_changes, drift_log_record, drift_over, profile
+from tests.support.samples import VALID_30, write_aliccp_tokens
 
 LABELS = pd.DataFrame({"click": [0, 1, 1, 1], "purchase": [0, 0, 1, 1]})
 
@@ -173,3 +174,22 @@ def test_drift_against_the_replaced_version_warns_and_is_recorded_for_training_r
     summary = json.loads(Path(result.report).read_text())
     assert max(summary["drift"]["changes"].values()) == 0.0
     assert not [w for w in summary["warnings"] if w.startswith("drift")]
+
+
+def test_a_text_file_cut_mid_line_warns(tmp_path):
+    """A cut that leaves a parseable last line (``150_14:85`` of ``150_14:852``) is caught by its missing
+    newline: a warning, since some public files simply end without one."""
+    folder = write_aliccp_tokens(tmp_path / "from")
+    train = folder / "traindata_10w.csv"
+    train.write_bytes(train.read_bytes()[:-3])
+    params = load_params(dict(v.split("=") for v in VALID_30))
+    pipeline.download("aliccp", data_dir=tmp_path, params=params, source="paddlerec", location=str(folder))
+    summary = json.loads(
+        Path(pipeline.validate("aliccp", data_dir=tmp_path, params=params).report).read_text()
+    )
+    assert summary["success"] is True
+    truncated = [w for w in summary["warnings"] if "last_line_complete" in w]
+    assert truncated == [
+        "files (raw text files): expect_column_values_to_be_between(last_line_complete__traindata_10w.csv) "
+        "failed on 1 of 1 rows, expected {'min_value': 1.0}, e.g. [0] at rows [0]"
+    ]
