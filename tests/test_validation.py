@@ -120,8 +120,8 @@ def test_drift_measures_each_statistic_on_its_own_scale():
 
 
 SMALL_ALICCP = {
-    "datasets.aliccp.synthetic.train_rows": 1000,
-    "datasets.aliccp.synthetic.test_rows": 300,
+    "datasets.aliccp.synthetic.train_rows": 600,
+    "datasets.aliccp.synthetic.test_rows": 200,
     "datasets.aliccp.synthetic.click_rate": 0.2,
     "datasets.aliccp.synthetic.purchase_given_click_rate": 0.2,
 }
