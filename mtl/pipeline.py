@@ -152,7 +152,7 @@ def prepare(dataset: str, *, data_dir: Path, params: Params) -> StepResult:
             metadata,
             params,
             paths.validation_dir(data_dir, dataset, "prepared"),
-            previous=validation.previous_metadata(final),  # drift against the version being replaced
+            replaces=final,  # drift against the version being replaced
         )
         publish_directory(staging, final)
     finally:

@@ -457,13 +457,15 @@ def validate_prepared(
     params: Params,
     report_dir: Path,
     *,
-    previous: DatasetMetadata | None = None,
+    replaces: Path | None = None,
 ) -> ValidationReport:
     """Prepared suite: generic expectations per split, split sizes and label rates, the dataset's
-    cross-split checks (e.g. disjoint campaigns), then drift against ``previous`` -- the prepared
-    version this one replaces (``previous_metadata``). The drift is recorded in ``prepared_dir``'s
-    metadata.json (with the previous version's statistics, so a later re-validation of the same data
-    measures it again without the old data)."""
+    cross-split checks (e.g. disjoint campaigns), then drift against the prepared version that
+    ``prepared_dir`` (a staging directory) ``replaces``. Messages name the files by where they will
+    be published. The drift is recorded in ``prepared_dir``'s metadata.json (with the previous version's
+    statistics, so a later re-validation of the same data measures it again without the old data)."""
+    previous = previous_metadata(replaces) if replaces is not None else None
+    shown = Path(replaces) if replaces is not None else Path(prepared_dir)
     runner = SuiteRunner(f"{dataset.name}.prepared", report_dir)
     settings = params.dataset(dataset.name).validation
     stats = TableStats(metadata.tasks)
@@ -475,10 +477,11 @@ def validate_prepared(
         stats.rows.setdefault(split, 0)
         for offset, frame in prepared_frames(path, metadata, params.data.chunk_rows):
             stats.add(split, frame)
-            runner.run(Check(split, frame, generic + extra, source=str(path), first_row=offset))
+            source = str(shown / path.name)
+            runner.run(Check(split, frame, generic + extra, source=source, first_row=offset))
     runner.run(stats.check(settings.label_rates, settings.min_rows, shares=settings.split_shares))
     for table, frame, expectations in dataset.prepared_checks(prepared_dir, metadata, params):
-        runner.run(Check(table, frame, expectations, source=str(prepared_dir)))
+        runner.run(Check(table, frame, expectations, source=str(shown)))
     baseline = profile(previous) if previous is not None else metadata.drift.get("previous")
     drift: dict[str, Any] = {}
     if baseline:
