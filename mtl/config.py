@@ -41,8 +41,25 @@ class LabelRate(Section):
 
 
 class DatasetValidationParams(Section):
-    label_rates: dict[str, LabelRate]
-    min_rows: dict[str, int]  # per split name
+    """Per-dataset bounds; a split's emptiness is critical, everything here is a warning (mtl.validation)."""
+
+    label_rates: dict[str, LabelRate]  # plausible positive rate of a task in every split
+    min_rows: dict[str, int]  # per split name: fewer rows is a warning (none at all is critical)
+    split_shares: dict[str, LabelRate] = {}  # per split name: plausible share of all prepared rows
+
+
+class DriftThresholds(Section):
+    """How far the new prepared version may move from the one it replaces before a warning."""
+
+    rows: float = Field(default=0.5, ge=0.0)  # relative change of a split's row count
+    label_rate: float = Field(default=0.5, ge=0.0)  # relative change of a task's positive rate
+    unknown_rate: float = Field(default=0.1, ge=0.0)  # absolute change of a field's unknown-id (id 0) share
+    dense_mean: float = Field(default=0.5, ge=0.0)  # change of a dense mean, in previous standard deviations
+
+
+class ValidationParams(Section):
+    fail_on_warning: bool = False  # true: warnings (label rates, split sizes, drift) stop the pipeline too
+    drift: DriftThresholds = DriftThresholds()
 
 
 class AliccpSynthetic(Section):
@@ -336,6 +353,7 @@ class Params(Section):
     data: DataParams
     download: DownloadParams
     datasets: DatasetsParams
+    validation: ValidationParams = ValidationParams()
     gate: GateParams
     tracking: TrackingParams
     orchestration: OrchestrationParams
@@ -346,9 +364,11 @@ class Params(Section):
     @model_validator(mode="after")
     def _label_rate_ranges(self) -> Params:
         for name in ("aliccp", "census", "lookalike"):
-            for task, rate in getattr(self.datasets, name).validation.label_rates.items():
-                if rate.min > rate.max:
-                    raise ValueError(f"datasets.{name}.validation.label_rates.{task}: min > max")
+            settings = getattr(self.datasets, name).validation
+            for key in ("label_rates", "split_shares"):
+                for task, rate in getattr(settings, key).items():
+                    if rate.min > rate.max:
+                        raise ValueError(f"datasets.{name}.validation.{key}.{task}: min > max")
         return self
 
     def dataset(self, name: str) -> AliccpParams | CensusParams | LookalikeParams:

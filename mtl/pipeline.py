@@ -226,7 +226,9 @@ def prepare(dataset: str, *, data_dir: Path, params: Params) -> StepResult:
         report = _write_report(
             paths.validation_dir(data_dir, dataset, "prepared"),
             "prepare-report",
-            lambda out: validation.validate_prepared(ds, staging, metadata, params, out),
+            lambda out: validation.validate_prepared(
+                ds, staging, metadata, params, out, replaces=final  # drift against the version replaced
+            ),
         )
     return StepResult(
         dataset,

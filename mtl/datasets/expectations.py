@@ -2,13 +2,18 @@
 
 A dataset declares its suites as lists of ``Expect`` (a GX expectation class name and its arguments);
 ``build`` makes fresh GX objects for each suite run, since a GX expectation belongs to one suite only.
-Keeping each expectation a plain record is also where per-expectation metadata goes when it is needed.
+
+Each expectation has a severity (GX's own ``severity`` field, also stated in its ``meta`` and ``notes`` so
+the Data Docs show it): ``critical`` -- broken data (schema, dtypes, labels outside {0, 1}, a purchase
+without a click, ids outside the vocabulary, NaN/inf, an empty split, campaigns shared between splits)
+stops the pipeline; ``warning`` -- unusual but usable data (label rates, split sizes, drift against the
+previous prepared version) is reported and stops it only under ``validation.fail_on_warning``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -23,6 +28,12 @@ RARE = 0.99  # "mostly": tolerated share for facts the public data may break now
 INTEGER_TYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
 NUMBER_TYPES = (*INTEGER_TYPES, "float16", "float32", "float64")
 BINARY = (0, 1)
+CRITICAL, WARNING = "critical", "warning"
+SEVERITY_NOTES = {
+    CRITICAL: "Severity: critical -- a failure stops the pipeline.",
+    WARNING: "Severity: warning -- a failure is reported; it stops the pipeline only when "
+    "validation.fail_on_warning is true.",
+}
 
 
 @dataclass(frozen=True)
@@ -31,11 +42,32 @@ class Expect:
 
     kind: str
     kwargs: dict[str, Any] = field(default_factory=dict)
+    severity: str = CRITICAL
 
     def build(self) -> Any:
-        import great_expectations.expectations as gxe
+        return gx_expectation(self.kind, self.severity, **self.kwargs)
 
-        return getattr(gxe, self.kind)(**self.kwargs)
+
+def gx_expectation(kind: str, severity: str = CRITICAL, **kwargs: Any) -> Any:
+    """A GX expectation (``great_expectations.expectations.<kind>``) of the given severity."""
+    import great_expectations.expectations as gxe
+
+    if severity not in SEVERITY_NOTES:
+        raise ValueError(f"severity must be {CRITICAL!r} or {WARNING!r}, got {severity!r}")
+    return getattr(gxe, kind)(
+        **kwargs, severity=severity, meta={"severity": severity}, notes=SEVERITY_NOTES[severity]
+    )
+
+
+def warning(expectations: Iterable[Expect]) -> list[Expect]:
+    """The same expectations at warning severity (unusual data, not broken data)."""
+    return [replace(e, severity=WARNING) for e in expectations]
+
+
+def severity_of(expectation: Any) -> str:
+    """The severity of a built GX expectation (critical where it has none)."""
+    value = getattr(expectation, "severity", None)
+    return str(getattr(value, "value", value) or CRITICAL)
 
 
 def build(expectations: Iterable[Expect]) -> list[Any]:

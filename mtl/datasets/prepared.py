@@ -13,7 +13,9 @@ A prepared dataset is a directory (``paths.prepared_dir``) holding
 * ``encoders.json`` (+ ``vocab/<field>.parquet``): how raw values map to ids/scaled values, so a served
   model can encode raw feature columns itself.
 * ``metadata.json``: ``DatasetMetadata`` below -- fields, vocab sizes, tasks, splits with row counts and
-  label rates, source, and ``content_hash`` (DVC-style md5 of every other file in the directory).
+  label rates, per-field unknown-id rates and dense means/deviations (what drift against the next
+  version is measured on, ``mtl.validation``), source, and ``content_hash`` (DVC-style md5 of every
+  other file in the directory).
 
 Splits are written in row groups (``data.row_group_rows``) so the trainer can load a split into
 contiguous arrays in one call (``read_split``) or stream it (``iter_split``) without per-row Python.
@@ -95,6 +97,10 @@ class SplitInfo:
     label_rates: dict[str, float | None]  # None where the split is empty
     file: str
     groups: int | None = None  # distinct values of the group column, where there is one
+    # share of id 0 (unknown/missing) per sparse field, and among the real slots of a multi-valued one
+    unknown_rates: dict[str, float | None] = field(default_factory=dict)
+    dense_means: dict[str, float | None] = field(default_factory=dict)
+    dense_stds: dict[str, float | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -106,6 +112,7 @@ class DatasetMetadata:
     splits: dict[str, SplitInfo]
     group_column: str | None = None
     funnel: list[str] | None = None  # e.g. ["click", "purchase"]: a positive later task implies the earlier
+    drift: dict[str, Any] = field(default_factory=dict)  # against the version this one replaced (validation)
     content_hash: str = ""
     raw_hash: str = ""  # manifest hash of the raw files this was prepared from
     prepare_params: dict[str, Any] = field(default_factory=dict)
@@ -250,6 +257,8 @@ class PreparedWriter:
         self._rows: dict[str, int] = {}
         self._positives: dict[str, np.ndarray] = {}
         self._groups: dict[str, set[int]] = {}
+        self._unknown: dict[str, dict[str, list[int]]] = {}  # split -> field -> [unknown ids, ids]
+        self._moments: dict[str, dict[str, np.ndarray]] = {}  # split -> dense field -> [sum, sum of squares]
 
     def open_split(self, split: str) -> None:
         """Create an (initially empty) split so that it exists even if no chunk arrives."""
@@ -260,6 +269,8 @@ class PreparedWriter:
             self._rows[split] = 0
             self._positives[split] = np.zeros(len(self.tasks), dtype=np.int64)
             self._groups[split] = set()
+            self._unknown[split] = {f.name: [0, 0] for f in (*self.features.sparse, *self.features.multi)}
+            self._moments[split] = {f.name: np.zeros(2) for f in self.features.dense}
 
     def write(self, split: str, chunk: SplitChunk) -> None:
         self.open_split(split)
@@ -272,6 +283,21 @@ class PreparedWriter:
         self._positives[split] += np.array([int(np.asarray(chunk.labels[t]).sum()) for t in self.tasks])
         if chunk.group is not None:
             self._groups[split].update(np.unique(chunk.group).tolist())
+        self._add_stats(split, chunk, n)
+
+    def _add_stats(self, split: str, chunk: SplitChunk, n: int) -> None:
+        unknown = self._unknown[split]
+        for f in self.features.sparse:
+            unknown[f.name][0] += int(np.count_nonzero(np.asarray(chunk.sparse[f.name]) == 0))
+            unknown[f.name][1] += n
+        for f in self.features.multi:
+            ids, lengths = chunk.multi[f.name]
+            real = np.arange(f.max_len)[None, :] < np.asarray(lengths)[:, None]
+            unknown[f.name][0] += int(np.count_nonzero((np.asarray(ids) == 0) & real))
+            unknown[f.name][1] += int(np.count_nonzero(real))
+        for f in self.features.dense:
+            values = np.asarray(chunk.dense[f.name], dtype=np.float64)
+            self._moments[split][f.name] += (values.sum(), np.square(values).sum())
 
     def _to_table(self, chunk: SplitChunk, n: int) -> pa.Table:
         arrays: list[pa.Array] = []
@@ -323,11 +349,20 @@ class PreparedWriter:
                 task: (float(self._positives[split][i]) / rows if rows else None)
                 for i, task in enumerate(self.tasks)
             }
+            means = {name: (m[0] / rows if rows else None) for name, m in self._moments[split].items()}
             splits[split] = SplitInfo(
                 rows=rows,
                 label_rates=rates,
                 file=f"{split}.parquet",
                 groups=len(self._groups[split]) if self.group_column else None,
+                unknown_rates={
+                    name: (u / total if total else None) for name, (u, total) in self._unknown[split].items()
+                },
+                dense_means=means,
+                dense_stds={
+                    name: (float(np.sqrt(max(m[1] / rows - means[name] ** 2, 0.0))) if rows else None)
+                    for name, m in self._moments[split].items()
+                },
             )
         metadata = DatasetMetadata(
             dataset=dataset,

@@ -75,6 +75,7 @@ def _open_run(
             tracking, experiment_id, parent_id, model, {**tags, runs.TAG_PIPELINE_RUN: key}
         )
         runs.log_params(tracking, run_id, params.flat())
+        _log_drift(tracking, run_id, metadata)
     log.info("tracking %s/%s in MLflow run %s (parent %s)", dataset, model, run_id, parent_id)
     return {
         "mlflow_run_id": run_id,
@@ -84,6 +85,17 @@ def _open_run(
         "data_dvc_hash": tags[TAG_DVC_HASH],
         "content_hash": metadata.content_hash,
     }
+
+
+def _log_drift(tracking: Tracking, run_id: str, metadata: DatasetMetadata) -> None:
+    """The prepared data's drift against the version it replaced (``mtl.validation``): params + metrics."""
+    from mtl.validation import drift_log_record
+
+    drift_params, metrics = drift_log_record(metadata.drift)
+    runs.log_params(tracking, run_id, drift_params)
+    entities = runs.metric_entities(metrics)
+    for start in range(0, len(entities), 1000):  # MLflow's limit per call
+        tracking.client.log_batch(run_id, metrics=entities[start : start + 1000])
 
 
 def _finish(

@@ -145,10 +145,11 @@ def test_lookalike_dag_evaluates_hot_and_cold_then_registers_metaheac(dags, clie
 def test_invalid_raw_data_fails_the_run_before_training(dags, tmp_path):
     data = tmp_path / "data"
     conf = tiny_conf("census", str(data), ["shared_bottom"])
-    # the generated income rate is ~0.2: the raw suite's label-rate expectation rejects it
+    # the generated income rate is ~0.2: the raw suite's label-rate expectation (a warning) rejects it
     conf["overrides"] = {
         **conf["overrides"],
         "datasets.census.validation.label_rates.income": {"min": 0.5, "max": 0.9},
+        "validation.fail_on_warning": True,
     }
     run = dags["mtl_retrain_census"].test(run_conf=conf)
     assert run.state == DagRunState.FAILED

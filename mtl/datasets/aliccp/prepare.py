@@ -322,5 +322,5 @@ def prepared_checks(
     train, valid = (metadata.splits[s].rows for s in ("train", "valid"))
     if not reader.hash_split or train + valid < 1000:  # a file of its own, or too few rows to tell
         return []
-    bounds = ex.between("valid_share", 0.5 * fraction, 1.5 * fraction)
-    return [ex.one_row_check("split_sizes", {"valid_share": valid / (train + valid)}, [bounds])]
+    bounds = ex.warning([ex.between("valid_share", 0.5 * fraction, 1.5 * fraction)])  # a split size
+    return [ex.one_row_check("split_sizes", {"valid_share": valid / (train + valid)}, bounds)]
