@@ -295,6 +295,7 @@ class MetaTrainingParams(Section):
     task_sampling: Literal["rows", "sqrt", "uniform"]  # campaign probability ∝ rows, sqrt(rows), 1
     task_replacement: bool
     small_campaigns: Literal["replace", "all"]  # campaigns with fewer rows than batch_size
+    query: Literal["independent", "disjoint"]  # query rows drawn apart from the support's or not
     inner_steps: int = Field(ge=1)
     inner_lr: float = Field(gt=0.0)
     second_order: bool  # False: first-order MAML (inner gradients treated as constants)
@@ -304,6 +305,7 @@ class MetaTrainingParams(Section):
 
 class AdaptationParams(Section):
     epochs: int = Field(ge=0)  # 0: score the meta-trained weights without fine-tuning
+    optimizer: Literal["adam", "sgd"]  # a fresh one per campaign
     lr: float = Field(gt=0.0)
     batch_size: int = Field(ge=1)
     batched: bool | Literal["auto"]  # many campaigns at once (vmap); auto: on CUDA only

@@ -127,7 +127,10 @@ def adapt_sequential(
             name: w.detach().clone().requires_grad_()
             for name, w in compact_weights(weights, campaign.table_rows).items()
         }
-        optimizer = torch.optim.Adam(fast.values(), lr=settings.lr, betas=BETAS, eps=EPS)
+        if settings.optimizer == "sgd":
+            optimizer: torch.optim.Optimizer = torch.optim.SGD(fast.values(), lr=settings.lr)
+        else:
+            optimizer = torch.optim.Adam(fast.values(), lr=settings.lr, betas=BETAS, eps=EPS)
         for positions in batch_plan(campaign.campaign, len(campaign.stage1), settings, seed):
             batch = stage1.data.take(campaign.stage1[positions.to(campaign.stage1.device)])
             loss = batch_loss(model, fast, batch, campaign.ids1[positions.to(campaign.ids1.device)])
@@ -241,7 +244,12 @@ def _fine_tune_group(
             labels,
             torch.stack(mask).to(device),
         )
-        _adam_step(fast, grads, first_moment, second_moment, active, step + 1, settings.lr)
+        if settings.optimizer == "sgd":
+            with torch.no_grad():
+                for name, g in grads.items():
+                    fast[name][:active].sub_(g, alpha=settings.lr)
+        else:
+            _adam_step(fast, grads, first_moment, second_moment, active, step + 1, settings.lr)
 
 
 @torch.no_grad()

@@ -111,18 +111,30 @@ class TaskSampler:
 
     def sample(self, rng: np.random.Generator) -> list[tuple[Batch, Batch]]:
         """(support, query) of every campaign of one meta-batch."""
-        return [(self.batch(c, rng), self.batch(c, rng)) for c in self.campaigns(rng)]
+        tasks = []
+        for campaign in self.campaigns(rng):
+            count = int(self.train.counts[campaign])
+            if self.settings.query == "disjoint" and count >= 2:
+                # two halves of the campaign's rows, as stage1 and stage2 are disjoint users
+                order = rng.permutation(count)
+                halves = order[: count // 2], order[count // 2 :]
+                tasks.append((self.batch(campaign, rng, halves[0]), self.batch(campaign, rng, halves[1])))
+            else:
+                tasks.append((self.batch(campaign, rng), self.batch(campaign, rng)))
+        return tasks
 
-    def batch(self, campaign: int, rng: np.random.Generator) -> Batch:
-        """``batch_size`` rows of campaign number ``campaign`` (all its rows, if smaller and ``all``)."""
-        count, size = int(self.train.counts[campaign]), self.settings.batch_size
+    def batch(self, campaign: int, rng: np.random.Generator, among: np.ndarray | None = None) -> Batch:
+        """``batch_size`` rows of campaign number ``campaign`` (of its rows ``among``, default all of them;
+        all of those, if fewer and ``small_campaigns: all``)."""
+        among = np.arange(int(self.train.counts[campaign])) if among is None else among
+        count, size = len(among), self.settings.batch_size
         if count >= size:
             picks = rng.choice(count, size=size, replace=False)
         elif self.settings.small_campaigns == "replace":
             picks = rng.choice(count, size=size, replace=True)
         else:
             picks = rng.permutation(count)
-        index = torch.from_numpy(self.train.starts[campaign] + picks).to(self.train.data.row_id.device)
+        index = torch.from_numpy(self.train.starts[campaign] + among[picks]).to(self.train.data.row_id.device)
         return self.train.data.take(index)
 
 
