@@ -300,6 +300,7 @@ class MetaTrainingParams(Section):
     inner_lr: float = Field(gt=0.0)
     second_order: bool  # False: first-order MAML (inner gradients treated as constants)
     outer_lr: float = Field(gt=0.0)
+    weight_decay: float = Field(ge=0.0)  # decoupled (AdamW) on the outer step
     checkpoint_every: int = Field(ge=1)  # meta-steps between checkpoints (and history records)
 
 
@@ -318,6 +319,7 @@ class BaselineParams(Section):
     epochs: int = Field(ge=1)
     batch_size: int = Field(ge=1)
     lr: float = Field(gt=0.0)
+    weight_decay: float = Field(ge=0.0)  # decoupled (AdamW), as the meta-training's outer step
 
 
 class MetaheacTrainingParams(Section):

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from mtl.config import MetaheacParams
 from mtl.errors import ModelConfigError
 from mtl.models.base import ModelSpec, MultiTaskModel
-from mtl.models.layers import MLP, ExpertGroup, FeatureBatch, mix_experts
+from mtl.models.layers import MLP, ExpertGroup, FeatureBatch, initialise, mix_experts
 
 USER_ROLES = ("user_sparse", "user_multi")
 AD_ROLE = "ad_sparse"
@@ -77,6 +77,7 @@ class MetaHeac(MultiTaskModel):
         self.expert_gate = Gate(task_dim, params.gate_dims, params.n_experts, params.dropout)
         self.critics = nn.Linear(self.experts.output_dim, params.n_critics)  # one column per critic
         self.critic_gate = Gate(task_dim, params.gate_dims, params.n_critics, params.dropout)
+        initialise(self, params.embed_init_std)  # usable as built: no uninitialised expert weights
 
     def forward(self, features: FeatureBatch, ids: Tensor | None = None) -> dict[str, Tensor]:
         n = features.multi_lengths.shape[0]

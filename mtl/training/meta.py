@@ -165,7 +165,9 @@ class MetaTrainer:
         on_epoch_end: EpochCallback | None = None,
     ):
         self.model, self.settings, self.seed = model, settings, seed
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=settings.outer_lr, weight_decay=0.0)
+        self.optimizer = torch.optim.AdamW(
+            model.parameters(), lr=settings.outer_lr, weight_decay=settings.weight_decay
+        )
         self.checkpoint_path, self.fingerprint, self.resume = checkpoint_path, fingerprint, resume
         self.progress, self.on_epoch_end = progress, on_epoch_end
 
