@@ -296,6 +296,7 @@ class MetaTrainingParams(Section):
     task_replacement: bool
     small_campaigns: Literal["replace", "all"]  # campaigns with fewer rows than batch_size
     query: Literal["independent", "disjoint"]  # query rows drawn apart from the support's or not
+    start: Literal["fresh", "plain"]  # from the initialisation, or from the trained plain baseline
     inner_steps: int = Field(ge=1)
     inner_lr: float = Field(gt=0.0)
     second_order: bool  # False: first-order MAML (inner gradients treated as constants)
