@@ -127,8 +127,9 @@ def adaptation_speed(data_dir: Path, params: Params, split: str, group_sizes: li
 
 def quality(data_dir: Path, params: Params) -> dict[str, Any]:
     """Train MetaHeac and the plain baseline, evaluate hot and cold: pooled AUC/GAUC of every variant."""
-    params = params.model_copy(deep=True)
-    params.metaheac.baselines.enabled = True
+    baselines = params.metaheac.baselines.model_copy(update={"enabled": True})
+    metaheac = params.metaheac.model_copy(update={"baselines": baselines})
+    params = params.model_copy(update={"metaheac": metaheac})
     started = time.perf_counter()
     trained = train_metaheac("lookalike", data_dir=data_dir, params=params)
     out: dict[str, Any] = {

@@ -3,16 +3,21 @@
 One meta-step (official ``run.py::train_stage`` + ``metamodel.py::global_update``):
 
 1. draw ``task_count`` campaigns (probability ∝ rows, √rows or uniform; without replacement by
-   default, as the official code) and, for each, a support and a query batch of ``batch_size`` rows
-   drawn independently from its rows (they may overlap). A campaign with fewer rows than a batch is
-   sampled with replacement (``small_campaigns: replace``) or used whole (``all``); the official code
-   fails there;
+   default, as the official code) and, for each, a support and a query batch of ``batch_size`` rows:
+   ``query: independent`` draws both from all its rows (they may overlap, as the official code);
+   ``disjoint`` draws them from two disjoint halves, as a test campaign's stage1 and stage2 rows are
+   disjoint users (an overlapping query rewards memorising the support rows). A campaign (or half)
+   with fewer rows than a batch is sampled with replacement (``small_campaigns: replace``) or used
+   whole (``all``); the official code fails there;
 2. inner loop, per campaign: from the current weights, ``inner_steps`` SGD steps of ``inner_lr`` on the
    support loss, every parameter (embeddings included) as a fast weight. ``second_order`` keeps the
    graph of those steps (``create_graph``, as the official code), otherwise the inner gradients are
-   constants (first-order MAML, as PaddleRec in effect does);
-3. outer loop: Adam (``outer_lr``, no weight decay) on the mean over campaigns of the query loss under
-   the fast weights.
+   constants (first-order MAML, as PaddleRec in effect does). The test-time adaptation
+   (``mtl.training.adaptation``) should be this same procedure -- SGD, ``inner_lr``, one step per
+   epoch -- so that the initialisation is meta-learnt for the adaptation that actually happens (the
+   official code meta-trains for one SGD step of 2e-4 and then adapts with 2 epochs of Adam 1e-3);
+3. outer loop: Adam (``outer_lr``; decoupled ``weight_decay``, 0 as the official code) on the mean over
+   campaigns of the query loss under the fast weights.
 
 Fast weights run through ``torch.func.functional_call``; each campaign's embedding fast weights are
 only the rows its two batches use (``campaigns.compact_weights``), which is exact and keeps a step

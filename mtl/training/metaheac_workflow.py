@@ -2,8 +2,10 @@
 
 The model directory (``paths.model_dir``) follows ``artifacts`` (``model.json``, ``weights.pt`` = the
 meta-trained network, ``history.json`` = one record per checkpoint, ``metrics.json``,
-``checkpoints/last.pt``), plus, when ``metaheac.baselines.enabled``, ``plain/``: the same network
-trained without meta-learning (``mtl.training.plain``), a model directory of its own.
+``checkpoints/last.pt``), plus, when ``metaheac.baselines.enabled`` or ``metaheac.meta.start: plain``,
+``plain/``: the same network trained without meta-learning (``mtl.training.plain``), a model directory
+of its own, trained first; with ``start: plain`` the meta-training refines it (otherwise it starts from
+the same initialisation as the baseline).
 
 An evaluation split is a campaign population with two stages, ``<split>_stage1`` (rows to adapt on) and
 ``<split>_stage2`` (rows to score): ``test_hot`` and ``test_cold``, each evaluated by its own call, so
