@@ -2,8 +2,9 @@
 
 Users carry a mixture over ``THEMES`` latent interest themes, which decides the interest/kw/topic tokens
 they hold (each field's ids are laid out theme by theme), plus skewed demographic categoricals. A
-campaign has a *primary* theme, visible through its ad features (adCategoryId, advertiserId and
-productType follow it), and a *secondary* theme and an age targeting that only its own rows reveal.
+campaign has a *primary* theme, visible through its ad features (adCategoryId, advertiserId, its
+productId and productType follow it), and a *secondary* theme and an age targeting that only its own
+rows reveal (its campaignId is its own, so no other campaign's targeting reaches it through that id).
 The probability that a user belongs to a campaign's audience is
 
     sigmoid(intercept_c + shared(u, c) + specific(u, c))
