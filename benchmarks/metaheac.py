@@ -1,14 +1,23 @@
-"""MetaHeac speed: meta-training steps/s, and per-campaign adaptation batched vs one campaign at a time.
+"""MetaHeac quality and speed on the look-alike data.
 
-    python benchmarks/metaheac.py --data-dir DIR [--set KEY=VALUE ...] [--split test_cold]
-        [--meta-steps 20] [--group-sizes 8,32,64] [--threads N] [--json]
+    python benchmarks/metaheac.py --data-dir DIR [--set KEY=VALUE ...] [--threads N] [--json]
+        [--speed [--split test_cold] [--meta-steps 20] [--group-sizes 8,32,64]]
+
+Quality (always): trains MetaHeac and its plain baseline at the given params (``mtl train lookalike
+metaheac``, written to DIR), evaluates ``test_hot`` and ``test_cold`` and prints, per split, pooled AUC
+and GAUC of the oracle (true probabilities), MetaHeac unadapted and adapted, the plain network unadapted
+and fine-tuned on the same stage1 rows by the same adaptation, and the plain network fine-tuned by the
+official protocol (a fresh Adam, lr 1e-3, 2 epochs of 512-row batches) -- the baseline MetaHeac must
+beat under either protocol -- with the training and adaptation seconds.
+
+Speed (``--speed``): meta-training steps/s of both MAML orders, and per-campaign adaptation batched vs
+one campaign at a time; hundreds of campaigns for these figures come from e.g.
+``--set datasets.lookalike.synthetic.cold_campaigns=300``. Every batched run is checked against the
+sequential one: the largest prediction difference and the largest difference of any campaign metric
+are printed beside its speed.
 
 DIR must hold (or gets, through ``mtl download``/``mtl prepare`` with the same ``--set`` overrides) the
-prepared look-alike data; hundreds of campaigns for the adaptation figures come from e.g.
-``--set datasets.lookalike.synthetic.cold_campaigns=300``. The weights are DIR's trained MetaHeac where
-there is one (``mtl train lookalike metaheac``), else a fresh initialisation (speed does not depend on
-them). Every batched run is checked against the sequential one: the largest prediction difference and
-the largest difference of any campaign metric are printed beside its speed.
+prepared look-alike data.
 """
 
 from __future__ import annotations
@@ -32,9 +41,13 @@ from mtl.training.adaptation import adapt_batched, adapt_sequential
 from mtl.training.artifacts import MODEL_CONFIG, load_trained_model
 from mtl.training.campaigns import load_campaign_split
 from mtl.training.meta import MetaTrainer, TaskSampler
+from mtl.training.metaheac_workflow import evaluate_metaheac, train_metaheac
 from mtl.training.seeding import derive_seed, seed_everything
 
 METRICS = ("auc", "gauc", "gauc_weighted", "precision_at_top", "recall_at_top")
+SPLITS = ("test_hot", "test_cold")
+# the official test-time protocol (easezyc/MetaHeac run.py): a fresh Adam, lr 1e-3, 2 epochs of 512 rows
+OFFICIAL_ADAPTATION = {"optimizer": "adam", "lr": 1e-3, "epochs": 2, "batch_size": 512}
 
 
 def ensure_prepared(data_dir: Path, params: Params) -> None:
@@ -112,13 +125,81 @@ def adaptation_speed(data_dir: Path, params: Params, split: str, group_sizes: li
     return out
 
 
+def quality(data_dir: Path, params: Params) -> dict[str, Any]:
+    """Train MetaHeac and the plain baseline, evaluate hot and cold: pooled AUC/GAUC of every variant."""
+    baselines = params.metaheac.baselines.model_copy(update={"enabled": True})
+    metaheac = params.metaheac.model_copy(update={"baselines": baselines})
+    params = params.model_copy(update={"metaheac": metaheac})
+    started = time.perf_counter()
+    trained = train_metaheac("lookalike", data_dir=data_dir, params=params)
+    out: dict[str, Any] = {
+        "train_seconds": time.perf_counter() - started,
+        "meta_seconds": trained["training"]["meta"]["train_seconds"],
+        "plain_seconds": trained["training"]["baseline"]["train_seconds"],
+    }
+    prepared = paths.prepared_dir(data_dir, "lookalike")
+    metadata = load_metadata(prepared)
+    plain, _ = load_trained_model(paths.model_dir(data_dir, "lookalike", "metaheac/plain"))
+    assert isinstance(plain, MetaHeac)
+    official = params.metaheac.adaptation.model_copy(update=OFFICIAL_ADAPTATION)
+    for split in SPLITS:
+        started = time.perf_counter()
+        metrics = evaluate_metaheac("lookalike", data_dir=data_dir, params=params, split=split)["metrics"]
+        seconds = time.perf_counter() - started
+        stage1 = load_campaign_split(prepared, f"{split}_stage1", metadata, torch.device("cpu"))
+        stage2 = load_campaign_split(prepared, f"{split}_stage2", metadata, torch.device("cpu"))
+        weights = {k: v.detach() for k, v in plain.named_parameters()}
+        common = {"seed": params.seed, "eval_batch_size": params.train.eval_batch_size}
+        predictions = adapt_sequential(plain, weights, stage1, stage2, official, **common)
+        labels = stage2.data.labels[:, 0].numpy()
+        variants = {name: metrics["variants"][name] for name in metrics["variants"]}
+        variants["plain_adapted_official"] = campaign_metrics(labels, predictions, stage2.group)
+        out[split] = {
+            "campaigns": metrics["campaigns"],
+            "stage1_rows": metrics["stage1_rows"],
+            "stage2_rows": metrics["stage2_rows"],
+            "evaluate_seconds": seconds,
+            "oracle": {k: (metrics["oracle"] or {}).get(k) for k in ("auc", "gauc")},
+            **{name: {k: v[k] for k in ("auc", "gauc")} for name, v in variants.items()},
+        }
+    return out
+
+
+def print_quality(result: dict[str, Any]) -> None:
+    print(f"training: {result['train_seconds']:.0f} s (meta-training {result['meta_seconds']:.0f} s, "
+          f"plain baseline {result['plain_seconds']:.0f} s); pooled AUC / GAUC")  # fmt: skip
+    rows = [
+        ("oracle", "oracle (true probabilities)"),
+        ("metaheac_unadapted", "MetaHeac unadapted"),
+        ("metaheac", "MetaHeac adapted"),
+        ("plain", "plain unadapted"),
+        ("plain_adapted", "plain fine-tuned (same adaptation)"),
+        ("plain_adapted_official", "plain fine-tuned (official Adam)"),
+    ]
+    splits = [s for s in SPLITS if s in result]
+    print(f"  {'':<36}" + "".join(f"{s:>18}" for s in splits))
+    for key, label in rows:
+        cells = []
+        for split in splits:
+            value = result[split][key]
+            cells.append("—" if value["auc"] is None else f"{value['auc']:.3f} / {value['gauc']:.3f}")
+        print(f"  {label:<36}" + "".join(f"{c:>18}" for c in cells))
+    for split in splits:
+        best_plain = max(result[split][k]["auc"] for k in ("plain_adapted", "plain_adapted_official"))
+        gain = result[split]["metaheac"]["auc"] - best_plain
+        print(f"  {split}: MetaHeac adapted - best fine-tuned plain = {gain:+.3f} pooled AUC "
+              f"({result[split]['campaigns']} campaigns, {result[split]['stage2_rows']:,} stage2 rows, "
+              f"evaluated in {result[split]['evaluate_seconds']:.0f} s)")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--split", default="test_cold", help="campaign population to adapt to")
+    parser.add_argument("--speed", action="store_true", help="also measure training and adaptation speed")
+    parser.add_argument("--split", default="test_cold", help="campaign population to adapt to (speed)")
     parser.add_argument("--meta-steps", type=int, default=20)
     parser.add_argument(
         "--group-sizes", default="8,32,64", help="campaigns per batched group, comma-separated"
@@ -130,16 +211,22 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     params = load_params(args.overrides)
     ensure_prepared(args.data_dir, params)
-    result = {
-        "threads": torch.get_num_threads(),
-        "meta_training": meta_training_speed(args.data_dir, params, args.meta_steps),
-        "adaptation": adaptation_speed(
+    result: dict[str, Any] = {"threads": torch.get_num_threads(), "quality": quality(args.data_dir, params)}
+    if args.speed:
+        result["meta_training"] = meta_training_speed(args.data_dir, params, args.meta_steps)
+        result["adaptation"] = adaptation_speed(
             args.data_dir, params, args.split, [int(s) for s in args.group_sizes.split(",")]
-        ),
-    }
+        )
     if args.json:
         print(json.dumps(result, indent=2))
         return
+    print(f"MetaHeac on look-alike ({result['threads']} threads)")
+    print_quality(result["quality"])
+    if args.speed:
+        print_speed(result)
+
+
+def print_speed(result: dict[str, Any]) -> None:
     meta = result["meta_training"]
     print(f"meta-training ({meta['train_campaigns']} campaigns, {meta['train_rows']:,} rows, "
           f"{result['threads']} threads): second-order {meta['second_order']['steps_per_s']:.2f} steps/s, "

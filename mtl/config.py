@@ -319,15 +319,19 @@ class MetaTrainingParams(Section):
     task_sampling: Literal["rows", "sqrt", "uniform"]  # campaign probability ∝ rows, sqrt(rows), 1
     task_replacement: bool
     small_campaigns: Literal["replace", "all"]  # campaigns with fewer rows than batch_size
+    query: Literal["independent", "disjoint"]  # query rows drawn apart from the support's or not
+    start: Literal["fresh", "plain"]  # from the initialisation, or from the trained plain baseline
     inner_steps: int = Field(ge=1)
     inner_lr: float = Field(gt=0.0)
     second_order: bool  # False: first-order MAML (inner gradients treated as constants)
     outer_lr: float = Field(gt=0.0)
+    weight_decay: float = Field(ge=0.0)  # decoupled (AdamW) on the outer step
     checkpoint_every: int = Field(ge=1)  # meta-steps between checkpoints (and history records)
 
 
 class AdaptationParams(Section):
     epochs: int = Field(ge=0)  # 0: score the meta-trained weights without fine-tuning
+    optimizer: Literal["adam", "sgd"]  # a fresh one per campaign
     lr: float = Field(gt=0.0)
     batch_size: int = Field(ge=1)
     batched: bool | Literal["auto"]  # many campaigns at once (vmap); auto: on CUDA only
@@ -340,6 +344,7 @@ class BaselineParams(Section):
     epochs: int = Field(ge=1)
     batch_size: int = Field(ge=1)
     lr: float = Field(gt=0.0)
+    weight_decay: float = Field(ge=0.0)  # decoupled (AdamW), as the meta-training's outer step
 
 
 class MetaheacTrainingParams(Section):

@@ -77,7 +77,7 @@ class MetaHeac(MultiTaskModel):
         self.expert_gate = Gate(task_dim, params.gate_dims, params.n_experts, params.dropout)
         self.critics = nn.Linear(self.experts.output_dim, params.n_critics)  # one column per critic
         self.critic_gate = Gate(task_dim, params.gate_dims, params.n_critics, params.dropout)
-        self.initialise_weights()
+        self.initialise_weights()  # usable as built: no uninitialised expert weights
 
     def forward(self, features: FeatureBatch, ids: Tensor | None = None) -> dict[str, Tensor]:
         n = features.multi_lengths.shape[0]

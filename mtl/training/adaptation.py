@@ -1,16 +1,17 @@
 """Per-campaign adaptation (MetaHeac's test protocol), one campaign at a time or many at once.
 
 For each campaign of an evaluation split (official ``run.py::test_stage``): start from the given
-weights, fine-tune every parameter with a fresh Adam (``lr``, no weight decay) for ``epochs`` passes
-over the campaign's stage1 rows in mini-batches of ``batch_size`` (reshuffled every epoch), then score
-its stage2 rows. Campaigns never share state: each gets its own copy of the weights and of Adam's
+weights, fine-tune every parameter with a fresh optimiser (``optimizer``: ``adam`` as the official
+code, or ``sgd``, which mirrors the meta-training's inner loop; ``lr``, no weight decay) for ``epochs``
+passes over the campaign's stage1 rows in mini-batches of ``batch_size`` (reshuffled every epoch),
+then score its stage2 rows. Campaigns never share state: each gets its own copy of the weights and of Adam's
 moments, so adapting one cannot leak into another, and the order of campaigns does not matter.
 
 * ``adapt_sequential``: the reference loop, one campaign after another with ``torch.optim.Adam``.
 * ``adapt_batched``: ``group_size`` campaigns at once. Their weights are stacked along a new first
   dimension and ``torch.func.vmap(torch.func.grad(...))`` computes every campaign's gradient in one
-  pass; a functional Adam (the same arithmetic as ``torch.optim.Adam``'s single-tensor path) steps
-  the stacked weights. Campaigns are sorted by stage1 size, largest first, and grouped with campaigns
+  pass; a functional Adam (the same arithmetic as ``torch.optim.Adam``'s single-tensor path) or SGD
+  steps the stacked weights. Campaigns are sorted by stage1 size, largest first, and grouped with campaigns
   of similar batch width, so the campaigns still training at any step are a prefix of the group
   (finished campaigns drop out instead of taking no-op steps) and a step's batches are padded (with
   zero loss weight) by at most a third, up to the widest batch among the campaigns still training.
@@ -127,7 +128,10 @@ def adapt_sequential(
             name: w.detach().clone().requires_grad_()
             for name, w in compact_weights(weights, campaign.table_rows).items()
         }
-        optimizer = torch.optim.Adam(fast.values(), lr=settings.lr, betas=BETAS, eps=EPS)
+        if settings.optimizer == "sgd":
+            optimizer: torch.optim.Optimizer = torch.optim.SGD(fast.values(), lr=settings.lr)
+        else:
+            optimizer = torch.optim.Adam(fast.values(), lr=settings.lr, betas=BETAS, eps=EPS)
         for positions in batch_plan(campaign.campaign, len(campaign.stage1), settings, seed):
             batch = stage1.data.take(campaign.stage1[positions.to(campaign.stage1.device)])
             loss = batch_loss(model, fast, batch, campaign.ids1[positions.to(campaign.ids1.device)])
@@ -241,7 +245,12 @@ def _fine_tune_group(
             labels,
             torch.stack(mask).to(device),
         )
-        _adam_step(fast, grads, first_moment, second_moment, active, step + 1, settings.lr)
+        if settings.optimizer == "sgd":
+            with torch.no_grad():
+                for name, g in grads.items():
+                    fast[name][:active].sub_(g, alpha=settings.lr)
+        else:
+            _adam_step(fast, grads, first_moment, second_moment, active, step + 1, settings.lr)
 
 
 @torch.no_grad()

@@ -3,16 +3,21 @@
 One meta-step (official ``run.py::train_stage`` + ``metamodel.py::global_update``):
 
 1. draw ``task_count`` campaigns (probability ∝ rows, √rows or uniform; without replacement by
-   default, as the official code) and, for each, a support and a query batch of ``batch_size`` rows
-   drawn independently from its rows (they may overlap). A campaign with fewer rows than a batch is
-   sampled with replacement (``small_campaigns: replace``) or used whole (``all``); the official code
-   fails there;
+   default, as the official code) and, for each, a support and a query batch of ``batch_size`` rows:
+   ``query: independent`` draws both from all its rows (they may overlap, as the official code);
+   ``disjoint`` draws them from two disjoint halves, as a test campaign's stage1 and stage2 rows are
+   disjoint users (an overlapping query rewards memorising the support rows). A campaign (or half)
+   with fewer rows than a batch is sampled with replacement (``small_campaigns: replace``) or used
+   whole (``all``); the official code fails there;
 2. inner loop, per campaign: from the current weights, ``inner_steps`` SGD steps of ``inner_lr`` on the
    support loss, every parameter (embeddings included) as a fast weight. ``second_order`` keeps the
    graph of those steps (``create_graph``, as the official code), otherwise the inner gradients are
-   constants (first-order MAML, as PaddleRec in effect does);
-3. outer loop: Adam (``outer_lr``, no weight decay) on the mean over campaigns of the query loss under
-   the fast weights.
+   constants (first-order MAML, as PaddleRec in effect does). The test-time adaptation
+   (``mtl.training.adaptation``) should be this same procedure -- SGD, ``inner_lr``, one step per
+   epoch -- so that the initialisation is meta-learnt for the adaptation that actually happens (the
+   official code meta-trains for one SGD step of 2e-4 and then adapts with 2 epochs of Adam 1e-3);
+3. outer loop: Adam (``outer_lr``; decoupled ``weight_decay``, 0 as the official code) on the mean over
+   campaigns of the query loss under the fast weights.
 
 Fast weights run through ``torch.func.functional_call``; each campaign's embedding fast weights are
 only the rows its two batches use (``campaigns.compact_weights``), which is exact and keeps a step
@@ -111,18 +116,30 @@ class TaskSampler:
 
     def sample(self, rng: np.random.Generator) -> list[tuple[Batch, Batch]]:
         """(support, query) of every campaign of one meta-batch."""
-        return [(self.batch(c, rng), self.batch(c, rng)) for c in self.campaigns(rng)]
+        tasks = []
+        for campaign in self.campaigns(rng):
+            count = int(self.train.counts[campaign])
+            if self.settings.query == "disjoint" and count >= 2:
+                # two halves of the campaign's rows, as stage1 and stage2 are disjoint users
+                order = rng.permutation(count)
+                halves = order[: count // 2], order[count // 2 :]
+                tasks.append((self.batch(campaign, rng, halves[0]), self.batch(campaign, rng, halves[1])))
+            else:
+                tasks.append((self.batch(campaign, rng), self.batch(campaign, rng)))
+        return tasks
 
-    def batch(self, campaign: int, rng: np.random.Generator) -> Batch:
-        """``batch_size`` rows of campaign number ``campaign`` (all its rows, if smaller and ``all``)."""
-        count, size = int(self.train.counts[campaign]), self.settings.batch_size
+    def batch(self, campaign: int, rng: np.random.Generator, among: np.ndarray | None = None) -> Batch:
+        """``batch_size`` rows of campaign number ``campaign`` (of its rows ``among``, default all of them;
+        all of those, if fewer and ``small_campaigns: all``)."""
+        among = np.arange(int(self.train.counts[campaign])) if among is None else among
+        count, size = len(among), self.settings.batch_size
         if count >= size:
             picks = rng.choice(count, size=size, replace=False)
         elif self.settings.small_campaigns == "replace":
             picks = rng.choice(count, size=size, replace=True)
         else:
             picks = rng.permutation(count)
-        index = torch.from_numpy(self.train.starts[campaign] + picks).to(self.train.data.row_id.device)
+        index = torch.from_numpy(self.train.starts[campaign] + among[picks]).to(self.train.data.row_id.device)
         return self.train.data.take(index)
 
 
@@ -153,7 +170,9 @@ class MetaTrainer:
         on_epoch_end: EpochCallback | None = None,
     ):
         self.model, self.settings, self.seed = model, settings, seed
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=settings.outer_lr, weight_decay=0.0)
+        self.optimizer = torch.optim.AdamW(
+            model.parameters(), lr=settings.outer_lr, weight_decay=settings.weight_decay
+        )
         self.checkpoint_path, self.fingerprint, self.resume = checkpoint_path, fingerprint, resume
         self.progress, self.on_epoch_end = progress, on_epoch_end
 

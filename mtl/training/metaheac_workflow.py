@@ -2,8 +2,10 @@
 
 The model directory (``paths.model_dir``) follows ``artifacts`` (``model.json``, ``weights.pt`` = the
 meta-trained network, ``history.json`` = one record per checkpoint, ``metrics.json``,
-``checkpoints/last.pt``), plus, when ``metaheac.baselines.enabled``, ``plain/``: the same network
-trained without meta-learning (``mtl.training.plain``), a model directory of its own.
+``checkpoints/last.pt``), plus, when ``metaheac.baselines.enabled`` or ``metaheac.meta.start: plain``,
+``plain/``: the same network trained without meta-learning (``mtl.training.plain``), a model directory
+of its own, trained first; with ``start: plain`` the meta-training refines it (otherwise it starts from
+the same initialisation as the baseline).
 
 An evaluation split is a campaign population with two stages, ``<split>_stage1`` (rows to adapt on) and
 ``<split>_stage2`` (rows to score): ``test_hot`` and ``test_cold``, each evaluated by its own call, so
@@ -31,7 +33,7 @@ import pyarrow.parquet as pq
 import torch
 
 from mtl import paths
-from mtl.config import Params
+from mtl.config import MetaheacTrainingParams, Params
 from mtl.datasets.prepared import DatasetMetadata, load_metadata, write_json_atomic
 from mtl.errors import ConfigError, ModelConfigError
 from mtl.evaluation import campaign_metrics, campaign_table, precision_recall_points, roc_curve_points
@@ -71,23 +73,8 @@ def train_metaheac(
     initial = {k: v.clone() for k, v in model.state_dict().items()}  # the baseline starts from the same
     train = load_campaign_split(prepared, TRAIN_SPLIT, metadata, device)
     model_dir = paths.model_dir(data_dir, dataset, MODEL)
-    trainer = MetaTrainer(
-        model,
-        settings.meta,
-        seed=params.seed,
-        checkpoint_path=paths.checkpoint_dir(data_dir, dataset, MODEL) / CHECKPOINT_FILE,
-        fingerprint=_fingerprint(model, metadata, params.seed, "meta", settings.meta.model_dump()),
-        resume=params.train.resume,
-        progress=params.train.progress,
-        on_epoch_end=on_epoch_end,
-    )
-    result = trainer.fit(train)
-    meta = {k: v for k, v in vars(result).items() if k != "history"}
-    meta.update(device=str(device), train_rows=train.rows, train_campaigns=len(train.campaigns))
-    _save(model_dir, model, metadata, params, result.history, {"meta": meta})
-    training: dict[str, Any] = {"meta": meta, "baseline": None}
-    if settings.baselines.enabled:
-        model.load_state_dict(initial)
+    training: dict[str, Any] = {"meta": None, "baseline": None}
+    if settings.baselines.enabled or settings.meta.start == "plain":
         plain = train_plain(
             model,
             train.data,
@@ -107,6 +94,23 @@ def train_metaheac(
             plain.history,
             {"baseline": training["baseline"]},
         )
+        if settings.meta.start == "fresh":
+            model.load_state_dict(initial)
+    trainer = MetaTrainer(
+        model,
+        settings.meta,
+        seed=params.seed,
+        checkpoint_path=paths.checkpoint_dir(data_dir, dataset, MODEL) / CHECKPOINT_FILE,
+        fingerprint=_fingerprint(model, metadata, params.seed, "meta", _meta_settings(settings)),
+        resume=params.train.resume,
+        progress=params.train.progress,
+        on_epoch_end=on_epoch_end,
+    )
+    result = trainer.fit(train)
+    meta = {k: v for k, v in vars(result).items() if k != "history"}
+    meta.update(device=str(device), train_rows=train.rows, train_campaigns=len(train.campaigns))
+    training["meta"] = meta
+    _save(model_dir, model, metadata, params, result.history, {"meta": meta})
     summary = {
         "dataset": dataset,
         "model": MODEL,
@@ -220,6 +224,14 @@ def _device(params: Params) -> torch.device:
     if params.train.num_threads:
         torch.set_num_threads(params.train.num_threads)
     return resolve_device(params.train.device)
+
+
+def _meta_settings(settings: MetaheacTrainingParams) -> dict[str, Any]:
+    """What the meta-training depends on: its settings, and the baseline's when it starts from it."""
+    value = settings.meta.model_dump()
+    if settings.meta.start == "plain":
+        value["plain"] = {k: v for k, v in settings.baselines.model_dump().items() if k != "enabled"}
+    return value
 
 
 def _fingerprint(

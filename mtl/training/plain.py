@@ -52,7 +52,7 @@ def train_plain(
     progress: bool | str = "auto",
 ) -> PlainResult:
     """Fit ``model`` on every row of ``train``; returns timings and the per-epoch history."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     weights = dict(model.named_parameters())
     saved = load_resumable(checkpoint_path, fingerprint, resume, CHECKPOINT_FORMAT)
     history: list[dict[str, Any]] = []

@@ -63,8 +63,8 @@ PINNED = {  # build: (splits, relabelled, encoders, vocab, content_hash), the fi
     "census/uci": ("a0f5d98f", "a4ae45ba", "e90a9f2a", "d48cdb7b", "392dc9d9"),
     "census/paddlerec": ("20f4e435", "b9a847bf", "333f8361", None, "0a510643"),
     "census/csv": ("251d2259", "4082c233", "fa093e41", "0d3524c3", "832b4ed5"),
-    "lookalike/synthetic": ("437c0862", "9c5c0c58", "aaa497a4", None, "9bc6a5c2"),
-    "lookalike/paddlerec": ("437c0862", "9c5c0c58", "aaa497a4", None, "9bc6a5c2"),
+    "lookalike/synthetic": ("1be419ec", "0efb48da", "2786af30", None, "be24aa5d"),
+    "lookalike/paddlerec": ("1be419ec", "0efb48da", "2786af30", None, "be24aa5d"),
     "lookalike/fixture": ("2d0433f4", "e8591711", "69408979", None, "cc58daba"),
 }
 

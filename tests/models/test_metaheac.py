@@ -55,6 +55,25 @@ def test_fields_come_from_the_metadata_roles(metadata):
     )
 
 
+def test_the_network_is_initialised_when_constructed(metadata):
+    """No ``build_model`` step needed: every weight is drawn in ``__init__`` (seeded, finite, random)."""
+    params = small_params().models.metaheac
+    models = []
+    for _ in range(2):
+        torch.manual_seed(3)
+        models.append(MetaHeac(ModelSpec.from_metadata(metadata), params))
+    first, second = (dict(m.named_parameters()) for m in models)
+    for name, weight in first.items():
+        assert torch.isfinite(weight).all(), name
+        assert torch.equal(weight, second[name]), name
+    experts = first["experts.weights.0"]
+    bound = (6.0 / (experts.shape[1] + experts.shape[2])) ** 0.5
+    assert 0 < experts.abs().max() <= bound  # Xavier-uniform per expert
+    assert experts.std() > bound / 4
+    embedding_std = first["input.embedding.weight"].std().item()
+    assert abs(embedding_std - params.embed_init_std) < 0.2 * params.embed_init_std
+
+
 def test_a_dataset_without_field_roles_is_a_clear_error(metadata):
     spec = dataclasses.replace(ModelSpec.from_metadata(metadata), field_roles=None)
     with pytest.raises(ModelConfigError, match=r"metaheac needs the dataset's field roles"):

@@ -43,10 +43,17 @@ SMALL = [
     "metaheac.meta.epochs=2",
     "metaheac.meta.batch_size=64",
     "metaheac.meta.task_count=3",
-    "metaheac.meta.outer_lr=0.01",
     "metaheac.meta.checkpoint_every=10",
-    "metaheac.adaptation.batch_size=64",
+    # the official procedure's shape (from the initialisation, one inner step, Adam at test time): the
+    # meta-training tests compare against one-step MAML; tests/training/test_metaheac_quality.py covers
+    # the defaults
+    "metaheac.meta.start=fresh",
+    "metaheac.meta.inner_steps=1",
+    "metaheac.meta.outer_lr=0.01",
+    "metaheac.adaptation.epochs=2",
+    "metaheac.adaptation.optimizer=adam",
     "metaheac.adaptation.lr=0.01",
+    "metaheac.adaptation.batch_size=64",
     "metaheac.adaptation.group_size=3",
     "metaheac.baselines.batch_size=64",
     "metaheac.baselines.lr=0.01",

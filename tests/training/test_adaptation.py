@@ -50,23 +50,26 @@ def only(split: CampaignSplit, index: int) -> CampaignSplit:
     )
 
 
-@pytest.mark.parametrize("population", ["test_hot", "test_cold"])
-def test_batched_adaptation_equals_one_campaign_at_a_time(trained, population):
+@pytest.mark.parametrize(
+    ("population", "optimizer"), [("test_hot", "adam"), ("test_cold", "adam"), ("test_hot", "sgd")]
+)
+def test_batched_adaptation_equals_one_campaign_at_a_time(trained, population, optimizer):
     model, weights, splits = trained
     stage1, stage2 = stages(splits, population)
-    sequential = adapt_sequential(model, weights, stage1, stage2, SETTINGS, seed=5, eval_batch_size=1000)
+    settings = SETTINGS.model_copy(update={"optimizer": optimizer, "lr": 0.3 if optimizer == "sgd" else 0.01})
+    sequential = adapt_sequential(model, weights, stage1, stage2, settings, seed=5, eval_batch_size=1000)
     labels = stage2.data.labels[:, 0].numpy()
     expected = campaign_metrics(labels, sequential, stage2.group)
     for group_size in (1, 2, 16):
-        settings = SETTINGS.model_copy(update={"group_size": group_size})
-        batched = adapt_batched(model, weights, stage1, stage2, settings, seed=5, eval_batch_size=1000)
+        grouped = settings.model_copy(update={"group_size": group_size})
+        batched = adapt_batched(model, weights, stage1, stage2, grouped, seed=5, eval_batch_size=1000)
         assert np.allclose(batched, sequential, atol=2e-5, rtol=0), group_size
         metrics = campaign_metrics(labels, batched, stage2.group)
         for key, value in expected.items():
             assert metrics[key] == pytest.approx(value, abs=1e-4), (group_size, key)
     unadapted = score(model, weights, stage2, 1000)
     assert np.abs(sequential - unadapted).max() > 1e-3  # adaptation changed the predictions
-    other_seed = adapt_sequential(model, weights, stage1, stage2, SETTINGS, seed=6, eval_batch_size=1000)
+    other_seed = adapt_sequential(model, weights, stage1, stage2, settings, seed=6, eval_batch_size=1000)
     assert not np.array_equal(other_seed, sequential)  # the epoch order follows the seed
 
 

@@ -118,6 +118,18 @@ def test_task_sampling_rules(train_split):
     assert frequency[np.argmax(counts)] > 2 * frequency[np.argmin(counts)]
 
 
+def test_disjoint_query_rows_are_never_support_rows(train_split):
+    settings = small_params("metaheac.meta.query=disjoint", "metaheac.meta.task_count=16").metaheac.meta
+    for support, query in TaskSampler(train_split, settings).sample(np.random.default_rng(4)):
+        assert not set(support.row_id.tolist()) & set(query.row_id.tolist())
+        assert len(support.labels) == len(query.labels) == settings.batch_size
+    independent = TaskSampler(train_split, settings.model_copy(update={"query": "independent"}))
+    assert any(
+        set(support.row_id.tolist()) & set(query.row_id.tolist())
+        for support, query in independent.sample(np.random.default_rng(4))
+    )
+
+
 def test_campaigns_smaller_than_a_batch_are_resampled_or_used_whole(train_split):
     smallest = int(np.argmin(train_split.counts))
     count = int(train_split.counts[smallest])

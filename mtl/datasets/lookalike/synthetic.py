@@ -2,8 +2,9 @@
 
 Users carry a mixture over ``THEMES`` latent interest themes, which decides the interest/kw/topic tokens
 they hold (each field's ids are laid out theme by theme), plus skewed demographic categoricals. A
-campaign has a *primary* theme, visible through its ad features (adCategoryId, advertiserId and
-productType follow it), and a *secondary* theme and an age targeting that only its own rows reveal.
+campaign has a *primary* theme, visible through its ad features (adCategoryId, advertiserId, its
+productId and productType follow it), and a *secondary* theme and an age targeting that only its own
+rows reveal (its campaignId is its own, so no other campaign's targeting reaches it through that id).
 The probability that a user belongs to a campaign's audience is
 
     sigmoid(intercept_c + shared(u, c) + specific(u, c))
@@ -83,6 +84,7 @@ MISSING_RATE = {
 }
 PROPENSITY_FIELDS = ("age", "consumptionAbility", "education", "gender", "LBS")
 ADVERTISERS_PER_THEME = 3
+PRODUCTS_PER_ADVERTISER = 2
 STAGE2_REDRAWS = 200  # attempts to give a test campaign's stage2 both classes
 
 
@@ -220,14 +222,17 @@ def _solve_intercept(logits: np.ndarray, rate: float) -> float:
 
 
 def _ad_features(primary: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Per-campaign ad ids; category, advertiser and product type follow the primary theme."""
+    """Per-campaign ad ids: category, advertiser, its products and product type follow the primary
+    theme; the campaign id is the campaign's own (no two campaigns share one, so no train campaign's own
+    targeting leaks into an unrelated test campaign through it); the creative size is unrelated."""
     n = len(primary)
+    advertiser = primary + THEMES * rng.integers(0, ADVERTISERS_PER_THEME, n)
     return {
-        "advertiserId": primary + THEMES * rng.integers(0, ADVERTISERS_PER_THEME, n),
-        "campaignId": rng.integers(0, max(1, (3 * n) // 4), n),
+        "advertiserId": advertiser,
+        "campaignId": rng.permutation(n),
         "creativeSize": rng.integers(0, 10, n),
         "adCategoryId": 2 * primary + rng.integers(0, 2, n),
-        "productId": rng.integers(0, 30, n),
+        "productId": PRODUCTS_PER_ADVERTISER * advertiser + rng.integers(0, PRODUCTS_PER_ADVERTISER, n),
         "productType": primary % 4,
     }
 
