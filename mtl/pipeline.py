@@ -227,7 +227,12 @@ def prepare(dataset: str, *, data_dir: Path, params: Params) -> StepResult:
             paths.validation_dir(data_dir, dataset, "prepared"),
             "prepare-report",
             lambda out: validation.validate_prepared(
-                ds, staging, metadata, params, out, replaces=final  # drift against the version replaced
+                ds,
+                staging,
+                metadata,
+                params,
+                out,
+                replaces=final,  # drift against the version replaced
             ),
         )
     return StepResult(
