@@ -258,6 +258,7 @@ class ModelParams(Section):
     dropout: float = Field(ge=0.0, lt=1.0)
     norm: Literal["none", "batch", "layer"]
     embed_init_std: float = Field(gt=0.0)
+    interaction: Literal["none", "dot"]  # dot: pairwise dot products of the field vectors join the input
 
 
 class SingleTaskParams(ModelParams):

@@ -104,7 +104,9 @@ class MultiTaskModel(nn.Module):
         initialise(self, self.params.embed_init_std)
 
     def feature_input(self) -> FeatureInput:
-        return FeatureInput(self.spec.features, self.params.embed_dim, self.params.multi_pooling)
+        return FeatureInput(
+            self.spec.features, self.params.embed_dim, self.params.multi_pooling, self.params.interaction
+        )
 
     def forward(self, features: FeatureBatch) -> dict[str, Tensor]:
         raise NotImplementedError

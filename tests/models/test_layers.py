@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from mtl.datasets.prepared import DenseField, FeatureSchema, MultiField, SparseField
 from mtl.models.layers import FeatureBatch, FeatureInput, bce_with_log_prob, initialise, log1mexp
 from mtl.training.optim import build_optimizers
-from mtl.training.row_optim import RowAdam
+from mtl.training.row_optim import ROW_OPTIMIZERS
 from tests.support.models import small_params
 
 SCHEMA = FeatureSchema(
@@ -73,7 +73,8 @@ def test_empty_multi_valued_field_pools_to_zero_and_dense_passes_through():
 def test_embedding_gradients_are_sparse_and_touch_only_batch_rows():
     layer = make_input()
     before = layer.embedding.weight.detach().clone()
-    optimizers = build_optimizers(layer, small_params().train, sparse=True)
+    train = small_params().train
+    optimizers = build_optimizers(layer, train, sparse=True)
     layer(batch([[5, 6, 0, 0], [7, 0, 0, 0]], [2, 1])).pow(2).sum().backward()
     grad = layer.embedding.weight.grad
     assert grad.is_sparse
@@ -81,7 +82,7 @@ def test_embedding_gradients_are_sparse_and_touch_only_batch_rows():
     # user 1, item 50+2, tags 80+{5,6,7} plus 80+0 (padding slots carry weight 0 but are looked up),
     # cats 120+3 (and its padding slot 120+0)
     assert touched == {1, 52, 80, 85, 86, 87, 120, 123}
-    assert isinstance(optimizers[-1], RowAdam)
+    assert isinstance(optimizers[-1], ROW_OPTIMIZERS[train.embedding_optimizer])
     for optimizer in optimizers:
         optimizer.step()
     after = layer.embedding.weight.detach()
@@ -108,3 +109,26 @@ def test_bce_of_a_product_matches_plain_bce():
     torch.testing.assert_close(bce_with_log_prob(log_p, target), plain, rtol=1e-4, atol=1e-5)
     extreme = bce_with_log_prob(torch.tensor([0.0, -200.0]), torch.tensor([0.0, 1.0]))
     assert torch.isfinite(extreme).all()
+
+
+def test_dot_interaction_appends_every_field_pair_dot_product():
+    schema = FeatureSchema(
+        sparse=(SparseField("user", 5), SparseField("item", 7)),
+        multi=(MultiField("tags", 9, 3),),
+        dense=(DenseField("price"),),
+    )
+    plain, dot = (FeatureInput(schema, 4, "mean", kind) for kind in ("none", "dot"))
+    dot.load_state_dict(plain.state_dict())
+    batch = FeatureBatch(
+        sparse=torch.tensor([[1, 2], [3, 4]], dtype=torch.int32),
+        multi=torch.tensor([[1, 2, 0], [5, 0, 0]], dtype=torch.int32),
+        multi_lengths=torch.tensor([[2], [1]], dtype=torch.int32),
+        dense=torch.tensor([[0.5], [-1.0]]),
+    )
+    flat = plain(batch)
+    out = dot(batch)
+    assert dot.output_dim == plain.output_dim + 3 == out.shape[1]  # 3 fields -> 3 pairs
+    assert torch.equal(out[:, : plain.output_dim], flat)
+    fields = flat[:, :12].view(2, 3, 4)  # user, item, pooled tags
+    expected = torch.stack([(fields[:, i] * fields[:, j]).sum(1) for i, j in ((0, 1), (0, 2), (1, 2))], 1)
+    torch.testing.assert_close(out[:, plain.output_dim :], expected)

@@ -21,7 +21,6 @@ SMALL = [
     "train.epochs=3",
     "train.batch_size=256",
     "train.eval_batch_size=4096",
-    "train.embedding_lr=0.02",
     "train.lr=0.003",
     "train.progress=false",
     "tracking.enabled=false",  # MLflow is covered by tests/tracking and tests/registry

@@ -36,9 +36,17 @@ CROSSES = {"508": ("109_14", "206"), "509": ("110_14", "207"), "702": ("127_14",
 MAX_LIST = 14  # longest history / intention list, as in the public sample's 210
 RANK = 4  # of the user x category term
 PILOT_ROWS = 200_000  # impressions drawn to calibrate the intercepts
-# Scales every effect, which sets the oracle AUCs: click ~0.75, purchase (ctcvr) ~0.80, cvr ~0.70. The
-# user x category term carries ~58% of the click logit's variance: without it the best AUC is ~0.69.
-SIGNAL = 0.75
+TASTE = ("122", "124", "125")  # profile fields whose latents make the shared user taste
+CVR_TASTE = ("121", "127", "128")  # profile fields whose latents make the purchase-only taste
+# Effect scales (standard deviations of the planted tables, or fixed values), per the docstring of World.
+EFFECTS = {
+    "profile": 0.15, "user": 0.05, "item": 0.05, "206": 0.3, "207": 0.08, "216": 0.1,
+    "position": (0.45, 0.1, -0.2, -0.55),
+    "match": {"508": (0.7, 0.3), "509": (0.2, 0.8), "702": (0.3, 0.5), "853": (0.25, 0.1)},
+    "taste": 0.2, "history_taste": 0.3, "cvr_taste": 0.2,
+    "affinity": 1.0, "purchase_share": 0.7, "cvr_affinity": 0.5,
+}  # fmt: skip
+SIGNAL = 0.75  # scales every effect, which sets the oracle AUCs
 
 
 def vocab_sizes(scale: float) -> dict[str, int]:
@@ -105,22 +113,43 @@ class World:
         self.category_start = np.searchsorted(
             self.item_field["206"][self.items_by_category], np.arange(s["206"] + 1)
         )
-        # Effects: two tasks share some structure (correlated user taste) but weigh it differently.
-        profile_effects = [rng.normal(0, 0.2, (s[f], 2)) for f in PROFILE]
-        shared = rng.normal(0, 0.25, users)
-        self.user_effect = np.stack([shared, 0.6 * shared], axis=1) + rng.normal(0, 0.2, (users, 2))
-        for j, table in enumerate(profile_effects):
+        # Effects, per task (click, purchase given click). Main effects of fields a one-hot logistic
+        # regression can learn; small per-id effects (most ids are seen a handful of times); and a user x
+        # item affinity both tasks share: a low-rank product of a user taste vector (profile latents plus
+        # the mean latent of the categories in the user's history) and the item's category latent. No
+        # single field carries it: a model must learn it from the fields' embeddings together.
+        e = EFFECTS
+        self.user_effect = rng.normal(0, e["user"], (users, 2))
+        for j, f in enumerate(PROFILE):
+            table = rng.normal(0, e["profile"], (s[f], 2))
             present = self.profile[:, j] >= 0
             self.user_effect[present] += table[self.profile[present, j]]
-        item_effect = rng.normal(0, 0.2, (items, 2))
-        for f, scale in (("206", 0.3), ("207", 0.2), ("216", 0.2)):
-            item_effect += rng.normal(0, scale, (s[f], 2))[self.item_field[f]]
+        item_effect = rng.normal(0, e["item"], (items, 2))
+        for f in ("206", "207", "216"):
+            item_effect += rng.normal(0, e[f], (s[f], 2))[self.item_field[f]]
         self.item_effect = item_effect
-        self.position_effect = np.array([0.45, 0.1, -0.2, -0.55])
-        latent = {f: rng.normal(0, 0.45, (2, s[f], RANK)) for f in ("122", "124", "125")}
-        self.user_latent = sum(latent[f][:, self.profile[:, PROFILE.index(f)]] for f in latent)
-        self.category_latent = rng.normal(0, 0.45, (2, s["206"], RANK))
-        self.match_effect = {"508": (0.7, 0.3), "509": (0.2, 0.8), "702": (0.3, 0.5), "853": (0.25, 0.1)}
+        self.position_effect = np.array(e["position"])
+        self.match_effect = e["match"]
+
+        def latent(size: int, scale: float) -> np.ndarray:
+            return rng.normal(0, scale, (size, RANK))
+
+        taste = sum(latent(s[f], e["taste"])[self.profile[:, PROFILE.index(f)]] for f in TASTE)
+        offsets, seen = self.history["109_14"]
+        owner = np.repeat(np.arange(users), np.diff(offsets))
+        history_latent = latent(s["109_14"], e["history_taste"])
+        counts = np.maximum(np.diff(offsets), 1)[:, None]
+        taste = (
+            taste
+            + np.stack([np.bincount(owner, history_latent[seen, r], users) for r in range(RANK)], 1) / counts
+        )
+        self.user_latent = np.stack(
+            [taste, sum(latent(s[f], e["cvr_taste"])[self.profile[:, PROFILE.index(f)]] for f in CVR_TASTE)]
+        )
+        self.category_latent = np.stack([latent(s["206"], 1.0), latent(s["206"], 1.0)])
+        self.affinity_weight = np.array(
+            [[e["affinity"], 0.0], [e["purchase_share"] * e["affinity"], e["cvr_affinity"]]]
+        )
         pilot = self.impressions(np.random.default_rng([settings.seed, 2]), PILOT_ROWS)
         self.click_intercept = _calibrate(pilot.click_logit, settings.click_rate)
         p_click = _sigmoid(self.click_intercept + pilot.click_logit)
@@ -168,13 +197,17 @@ class World:
 
         logits = self.user_effect[user] + self.item_effect[item] + self.position_effect[position][:, None]
         category = self.item_field["206"][item]
-        for task in range(2):
-            logits[:, task] += np.einsum(
-                "nr,nr->n", self.user_latent[task][user], self.category_latent[task][category]
-            )
-            for c, effects in self.match_effect.items():
-                amount = matched_intents if c == "853" else matched[c]
-                logits[:, task] += effects[task] * amount
+        terms = np.stack(
+            [
+                np.einsum("nr,nr->n", self.user_latent[k][user], self.category_latent[k][category])
+                for k in range(2)
+            ],
+            axis=1,
+        )
+        logits += terms @ self.affinity_weight.T
+        for c, effects in self.match_effect.items():
+            amount = matched_intents if c == "853" else matched[c]
+            logits += np.outer(amount, effects)
         logits *= SIGNAL
         return Impressions(user, item, position, matched, (row, intent), logits[:, 0], logits[:, 1])
 
