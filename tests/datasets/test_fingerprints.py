@@ -210,4 +210,6 @@ def test_prepared_data_keeps_its_fingerprints(built, name):
 def test_synthetic_oracle_aucs_stay_the_same(built, name):
     oracle = built[name]["oracle"]
     for split, aucs in ORACLE[name].items():
-        assert {output: oracle[split][output] for output in aucs} == pytest.approx(aucs, abs=1e-6)  # last-digit float noise
+        assert {output: oracle[split][output] for output in aucs} == pytest.approx(
+            aucs, abs=1e-6
+        )  # last-digit float noise
