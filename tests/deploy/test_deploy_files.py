@@ -34,6 +34,7 @@ NOT_DEPLOYMENT_SETTINGS = {
     "RANK", "WORLD_SIZE", "LOCAL_RANK",  # torchrun
     "MTL_DAG_ID", "MTL_DAG_RUN_ID", "MTL_PIPELINE_RUN_ID",  # set for torchrun children by the train step
     "TQDM_DISABLE",  # optional
+    "MTL_NATIVE_KERNELS", "CC",  # optional: 0 turns the compiled row-update kernels off; the C compiler
     "PATH",  # the operating system's (the image's ENV puts /opt/venv/bin first)
     "MLFLOW_REGISTRY_URI",  # optional: defaults to the tracking URI
     "MLFLOW_ARTIFACTS_DESTINATION",  # optional, init job
