@@ -233,8 +233,9 @@ def _lineage_differences(mine: Any, theirs: Any) -> str:
 
 
 # Logged params that do not change the trained model: the gate itself, where runs are tracked, how the
-# DAG is scheduled, and which models a run trains.
-_NOT_MODEL_PARAMS = re.compile(r"^(gate|tracking|orchestration)\.|^datasets\.[a-z]+\.models$")
+# DAG is scheduled, which models a run trains, and the data's drift against the version before it (the
+# data itself is compared by its hash).
+_NOT_MODEL_PARAMS = re.compile(r"^(gate|tracking|orchestration|data\.drift)\.|^datasets\.[a-z]+\.models$")
 
 
 def _model_params(params: dict[str, str]) -> dict[str, str]:
