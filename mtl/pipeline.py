@@ -310,6 +310,17 @@ def _fit_tracked(
     )
 
 
+def _staged_model_dir(root: Path, data_dir: Path, dataset: str, model: str) -> Path:
+    """A data folder at ``root`` with an empty model folder and a link to ``data_dir``'s prepared data,
+    for a step that builds a model's outputs beside the published ones; returns the model folder."""
+    built = paths.model_dir(root, dataset, model)
+    built.mkdir(parents=True)
+    prepared = paths.prepared_dir(root, dataset)
+    prepared.parent.mkdir(parents=True)
+    prepared.symlink_to(paths.prepared_dir(data_dir, dataset).resolve(), target_is_directory=True)
+    return built
+
+
 @contextmanager
 def _staged_model(data_dir: Path, dataset: str, model: str) -> Iterator[Path]:
     """A data folder to train into, swapped into ``models/<dataset>/<model>/`` only on success.
@@ -324,11 +335,7 @@ def _staged_model(data_dir: Path, dataset: str, model: str) -> Iterator[Path]:
     root = atomic.begin(final)
     created = [d for d in (final, checkpoints) if not d.exists()]
     try:
-        built = paths.model_dir(root, dataset, model)
-        built.mkdir(parents=True)
-        prepared = paths.prepared_dir(root, dataset)
-        prepared.parent.mkdir(parents=True)
-        prepared.symlink_to(paths.prepared_dir(data_dir, dataset).resolve(), target_is_directory=True)
+        built = _staged_model_dir(root, data_dir, dataset, model)
         checkpoints.mkdir(parents=True, exist_ok=True)
         (built / checkpoints.name).symlink_to(checkpoints.resolve(), target_is_directory=True)
         yield root
@@ -556,11 +563,7 @@ def _score_staged(dataset: str, model: str, *, data_dir: Path, params: Params, s
     target = paths.evaluation_dir(data_dir, dataset, model, split)
     root = atomic.begin(final.with_name(f"{final.name}.eval-{split}"))
     try:
-        built = paths.model_dir(root, dataset, model)
-        built.mkdir(parents=True)
-        prepared = paths.prepared_dir(root, dataset)
-        prepared.parent.mkdir(parents=True)
-        prepared.symlink_to(paths.prepared_dir(data_dir, dataset).resolve(), target_is_directory=True)
+        built = _staged_model_dir(root, data_dir, dataset, model)
         for entry in final.iterdir():
             if entry.name == artifacts.METRICS:
                 shutil.copy2(entry, built / entry.name)
