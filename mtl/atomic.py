@@ -28,6 +28,16 @@ def staging_path(target: Path) -> Path:
     return target.with_name(f".{target.name}.staging")
 
 
+def published_path(path: Path | str) -> Path:
+    """Where ``path`` will be once its staging folder is swapped in (``.NAME.staging`` -> ``NAME``), for
+    messages written before the swap; other paths are returned as they are."""
+    parts = [
+        part[1 : -len(".staging")] if part.startswith(".") and part.endswith(".staging") else part
+        for part in Path(path).parts
+    ]
+    return Path(*parts)
+
+
 def aside_path(target: Path) -> Path:
     target = Path(target)
     return target.with_name(f".{target.name}.aside")

@@ -37,6 +37,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mtl import atomic
 from mtl.config import DriftThresholds, Params
 from mtl.datasets import expectations as ex
 from mtl.datasets.base import Dataset, Manifest
@@ -293,7 +294,7 @@ class SuiteRunner:
                 "%s: %d data warning(s), not stopping (validation.fail_on_warning is false); report: %s",
                 self.suite,
                 len(warned),
-                summary_path,
+                atomic.published_path(summary_path),
             )
         return report
 

@@ -153,3 +153,10 @@ def test_a_crashed_validation_keeps_the_previous_report(tmp_path, monkeypatch):
         pipeline.validate("census", data_dir=tmp_path, params=params)
     assert tree_hashes(report) == before
     assert sorted(p.name for p in report.parent.iterdir()) == ["raw"]
+
+
+def test_published_path_names_where_a_staged_file_will_be(tmp_path):
+    target = tmp_path / "validation" / "raw"
+    staged = atomic.staging_path(target) / "summary.json"
+    assert atomic.published_path(staged) == target / "summary.json"
+    assert atomic.published_path(target / "x.staging.txt") == target / "x.staging.txt"  # not a staging folder
