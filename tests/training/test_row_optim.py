@@ -21,7 +21,7 @@ def esmm_losses(prepared_root, *, rows: bool, steps: int = 25) -> list[float]:
     """Per-step losses of a tiny ESMM: row mode + RowAdam, or torch's sparse gradients + SparseAdam."""
     metadata = load_metadata(prepared_root / "aliccp")
     split = TensorSplit.from_arrays(read_split(prepared_root / "aliccp", "train", metadata), metadata, "t")
-    params = small_params("train.embedding_optimizer=adam")
+    params = small_params("train.embedding_optimizer=adam", "train.embedding_weight_decay=0")  # as SparseAdam
     torch.manual_seed(0)
     model = build_model("esmm", metadata, params)
     use_sparse_embeddings(model, True, rows=rows)
