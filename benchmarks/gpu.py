@@ -32,9 +32,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mtl import paths, pipeline  # noqa: E402
+from mtl.catalog import supervised_models  # noqa: E402
 from mtl.config import Params, load_params  # noqa: E402
 from mtl.datasets.prepared import load_metadata  # noqa: E402
-from mtl.models import MODELS, FeatureBatch, ModelSpec, build_model  # noqa: E402
+from mtl.models import FeatureBatch, ModelSpec, build_model  # noqa: E402
 from mtl.training.adaptation import adapt_batched, adapt_sequential  # noqa: E402
 from mtl.training.campaigns import load_campaign_split  # noqa: E402
 from mtl.training.device import resolve_precision  # noqa: E402
@@ -43,7 +44,7 @@ from tests.support.prepared import synthetic_schema  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "gpu.json"
 TASKS = ("click", "purchase")
-FUNNEL_MODELS = [name for name in MODELS if name != "metaheac"]
+FUNNEL_MODELS = supervised_models()
 TINY_LOOKALIKE = [
     "datasets.lookalike.synthetic.users=2000",
     "datasets.lookalike.synthetic.train_campaigns=6",

@@ -112,6 +112,11 @@ DATASETS: dict[str, DatasetEntry] = {
 }
 
 
+def supervised_models() -> list[str]:
+    """The models trained by plain supervision on a multi-task dataset (all but the meta-learned ones)."""
+    return [name for name, entry in MODELS.items() if entry.workflow is SUPERVISED]
+
+
 def dataset(name: str) -> DatasetEntry:
     if name not in DATASETS:
         raise ConfigError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")

@@ -6,15 +6,15 @@ from pathlib import Path
 
 import pytest
 
+from mtl.catalog import supervised_models
 from mtl.config import Params, load_params
-from mtl.models import MODELS
 from tests.support.prepared import write_synthetic_prepared
 
 ROWS = {"train": 6000, "valid": 2000, "test": 2000}
 
 # MetaHeac is the look-alike model (it needs the dataset's user/ad field roles): tests over the multi-task
 # fixtures take the other models
-MULTI_TASK_MODELS = [name for name in MODELS if name != "metaheac"]
+MULTI_TASK_MODELS = supervised_models()
 
 # Small networks and batches: every model trains in a second or two on 2 cores.
 SMALL = [
