@@ -35,6 +35,7 @@ HISTORIES = {"109_14": "206", "110_14": "207", "127_14": "216", "150_14": "210"}
 CROSSES = {"508": ("109_14", "206"), "509": ("110_14", "207"), "702": ("127_14", "216")}
 MAX_LIST = 14  # longest history / intention list, as in the public sample's 210
 RANK = 4  # of the user x category term
+CATEGORY_EXPONENT = 1.1  # Zipf exponent of the items' category, shop and brand
 PILOT_ROWS = 200_000  # impressions drawn to calibrate the intercepts
 TASTE = ("122", "124", "125")  # profile fields whose latents make the shared user taste
 CVR_TASTE = ("121", "127", "128")  # profile fields whose latents make the purchase-only taste
@@ -107,7 +108,7 @@ class World:
         self.profile[rng.random(users) < 0.3, PROFILE.index("126")] = -1  # often absent, as in the sample
         self.history = {h: ragged(rng, users, s[h], 0.1, 2.5) for h in HISTORIES}
         self.history_keys = {h: self._keys(*self.history[h], s[h]) for h in HISTORIES}
-        self.item_field = {f: draw(rng, zipf_cdf(s[f], 1.1), items) for f in ("206", "207", "216")}
+        self.item_field = {f: draw(rng, zipf_cdf(s[f], CATEGORY_EXPONENT), items) for f in ("206", "207", "216")}
         self.item_intents = ragged(rng, items, s["210"], 0.0, 1.0)
         self.items_by_category = np.argsort(self.item_field["206"], kind="stable")
         self.category_start = np.searchsorted(
