@@ -9,6 +9,9 @@
   selected on the validation split, scored on test (``pipeline.train`` + ``pipeline.evaluate``).
 * oracle: the AUC of the generator's true probabilities on test (``evaluation.oracle_aucs`` reads
   what the synthetic generators write into the metadata); "n/a" for real data.
+* well_specified (synthetic Ali-CCP, click only): the generator's own click model fitted on the same
+  training rows (``benchmarks/well_specified.py``): oracle minus it is what the sample cannot tell, it
+  minus a model is the model's own shortfall.
 * logistic regression: scikit-learn, one-hot ids (multi-valued fields: 1/length per id) plus the dense
   values; C chosen on the validation split. On a funnel it fits CTR and CTCVR over all rows and scores
   CVR as CTCVR / CTR on clicked rows: the construction our entire-space models use.
@@ -40,6 +43,10 @@ from mtl.config import load_params  # noqa: E402
 from mtl.datasets.prepared import DatasetMetadata, load_metadata  # noqa: E402
 from mtl.evaluation import oracle_aucs  # noqa: E402
 
+import well_specified  # noqa: E402  (benchmarks/)
+
+# the generator's own model, per synthetic dataset that has one: test AUC per output
+WELL_SPECIFIED = {"aliccp": lambda prepared: {"click": well_specified.fit(prepared)}}
 RESULTS = ROOT / "benchmarks" / "results" / "quality.json"
 # the hyperparameters that mattered most in our measurements, around the defaults of params.yaml
 SWEEP = (
@@ -80,6 +87,8 @@ def main() -> None:
         started = time.perf_counter()
         rows = {"oracle": oracle, "logistic_regression": logistic_baseline(prepared, metadata)}
         print(f"{dataset}: logistic regression in {time.perf_counter() - started:.0f} s", flush=True)
+        if dataset in WELL_SPECIFIED and metadata.source == "synthetic":
+            rows["well_specified"] = WELL_SPECIFIED[dataset](prepared)
         for model in args.models or params.dataset(dataset).models:
             variants = {model: params}
             for entry in sweep:
@@ -110,7 +119,7 @@ def print_table(dataset: str, metadata: DatasetMetadata, rows: dict[str, dict]) 
     for name, aucs in rows.items():
         cells = "".join(f"{aucs[o]:>10.4f}" if aucs.get(o) is not None else f"{'n/a':>10}" for o in outputs)
         gaps = ""
-        if name not in ("oracle", "logistic_regression"):
+        if name not in ("oracle", "logistic_regression", "well_specified"):
             for reference in ("logistic_regression", "oracle"):
                 pairs = [
                     (aucs[o], rows[reference][o]) for o in outputs if aucs.get(o) and rows[reference].get(o)

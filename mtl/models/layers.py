@@ -78,6 +78,16 @@ class FeatureInput(nn.Module):
         """Every field's ids shifted into its row range of the shared table: ``(n, S + K)``."""
         return torch.cat([x.sparse + self.sparse_offsets, x.multi + self.multi_offsets], dim=1)
 
+    def row_uses(self, x: FeatureBatch) -> Tensor:
+        """How many times ``x`` uses each row of the shared table (padding slots of multi-valued fields
+        do not count): ``(rows,)`` int64."""
+        ids = self.global_ids(x)
+        if self.n_multi:
+            lengths = x.multi_lengths.index_select(1, self.field_of_slot)
+            used = torch.cat([torch.ones_like(x.sparse, dtype=torch.bool), self.slot < lengths], dim=1)
+            ids = ids[used]
+        return torch.bincount(ids.reshape(-1).long(), minlength=self.embedding.num_embeddings)
+
     def forward(self, x: FeatureBatch, ids: Tensor | None = None) -> Tensor:
         """``ids`` replaces ``global_ids(x)``: rows of a compact table swapped in for ``embedding.weight``."""
         emb = _lookup(self.embedding, self.global_ids(x) if ids is None else ids)  # (n, S + K, d)

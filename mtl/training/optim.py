@@ -3,18 +3,23 @@
 With sparse gradients a step costs O(rows in the batch), not O(vocabulary): a 1.8M-row table is not
 swept every step. ``train.embedding_optimizer`` picks lazy Adam (``RowAdam``, SparseAdam's arithmetic:
 moments of untouched rows do not decay, the usual choice for recommendation embeddings) or Adagrad
-(``RowAdagrad``); ``train.embedding_weight_decay`` is an L2 term on the touched rows. With dense
-gradients (NCCL) the same choice runs as torch's AdamW/Adagrad over the whole table, decay on every row.
+(``RowAdagrad``); ``train.embedding_weight_decay`` is an L2 term on the touched rows, scaled per row by
+its uses in the training split (``scale_embedding_decay``). With dense gradients (NCCL) the same choice
+runs as torch's AdamW/Adagrad over the whole table, decay on every row.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
+
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from mtl.config import TrainParams
 from mtl.models.embedding import row_embeddings, use_row_mode
-from mtl.training.row_optim import ROW_OPTIMIZERS
+from mtl.models.layers import FeatureBatch, FeatureInput
+from mtl.training.row_optim import ROW_OPTIMIZERS, RowOptimizer
 
 
 def embedding_parameters(model: nn.Module) -> list[nn.Parameter]:
@@ -54,3 +59,43 @@ def build_optimizers(model: nn.Module, params: TrainParams, *, sparse: bool) -> 
     if groups:
         optimizers.insert(0, torch.optim.AdamW(groups, lr=params.lr, fused=True))
     return optimizers
+
+
+def scale_embedding_decay(
+    model: nn.Module,
+    optimizers: list[torch.optim.Optimizer],
+    params: TrainParams,
+    training: Iterable[FeatureBatch],
+    rows: int,
+    *,
+    sparse: bool,
+) -> None:
+    """``train.embedding_decay_scaling: frequency``: the same L2 per epoch on every embedding row.
+
+    Sparse gradients: each table's rows are counted over the training split (``training``, the split's
+    feature chunks) and a use of a row pulls it by ``weight_decay / uses`` (``RowOptimizer.decay_by_uses``).
+    Dense gradients decay every row at every step: ``weight_decay / steps per epoch`` then gives each row
+    the same pull per epoch.
+    """
+    if params.embedding_decay_scaling != "frequency" or not params.embedding_weight_decay:
+        return
+    tables = {id(weight) for weight in embedding_parameters(model)}
+    if not sparse:
+        steps = max(1, math.ceil(rows / params.batch_size))
+        for optimizer in optimizers:
+            for group in optimizer.param_groups:
+                if any(id(p) in tables for p in group["params"]):
+                    group["weight_decay"] = params.embedding_weight_decay / steps
+        return
+    inputs = [m for m in model.modules() if isinstance(m, FeatureInput)]
+    uses: dict[int, Tensor] = {}
+    for features in training:  # one pass over the split, every input counted from the same chunk
+        for index, feature_input in enumerate(inputs):
+            counted = feature_input.row_uses(features)
+            uses[index] = counted if index not in uses else uses[index] + counted
+    for optimizer in optimizers:
+        if isinstance(optimizer, RowOptimizer):
+            for index, feature_input in enumerate(inputs):
+                weight = feature_input.embedding.weight
+                if id(weight) in optimizer.tables and index in uses:
+                    optimizer.decay_by_uses(weight, uses[index])

@@ -25,6 +25,7 @@ class RowOptimizer(torch.optim.Optimizer):
     def __init__(self, tables: list[RowEmbedding], defaults: dict):
         super().__init__([table.weight for table in tables], defaults)
         self.tables = {id(table.weight): table for table in tables}
+        self.row_decay: dict[int, Tensor] = {}  # per-row L2 of a table (decay_by_uses), else the group's
         for table in tables:  # now, not in the first step: zeroing a large table's state takes a while
             self.init_state(self.state[table.weight], table.weight)
 
@@ -40,13 +41,27 @@ class RowOptimizer(torch.optim.Optimizer):
                 if not state:
                     self.init_state(state, weight)
                 state["step"] += 1
+                rows = None
+                decay = self.row_decay.get(id(weight))
+                if decay is not None:  # the L2 term joins the gradient here, each row its own strength
+                    rows = weight.index_select(0, ids)
+                    grad = grad.addcmul(rows, decay.index_select(0, ids).unsqueeze(1))
+                    group = {**group, "weight_decay": 0.0}
                 if self.update_native(weight, ids, grad, state, group):
                     continue
-                rows = weight.index_select(0, ids)
+                rows = weight.index_select(0, ids) if rows is None else rows
                 if group["weight_decay"]:
                     grad = grad.add(rows, alpha=group["weight_decay"])
                 weight.index_copy_(0, ids, self.update_rows(rows, grad, ids, state, group))
         return None
+
+    def decay_by_uses(self, weight: Tensor, uses: Tensor) -> None:
+        """Frequency-scaled L2 on ``weight``: a row used ``n`` times per epoch is pulled by
+        ``weight_decay / n`` at each use, so every row used gets the same L2 per epoch (ridge on the whole
+        training split, spread over the steps that see the row) instead of ``weight_decay`` at each use,
+        which barely holds back the ids seen a handful of times."""
+        group = next(g for g in self.param_groups if any(p is weight for p in g["params"]))
+        self.row_decay[id(weight)] = group["weight_decay"] / uses.to(weight.dtype).clamp(min=1)
 
     def init_state(self, state: dict, weight: Tensor) -> None:
         raise NotImplementedError

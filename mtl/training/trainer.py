@@ -32,7 +32,7 @@ from mtl.training.data import SplitSource, prefetched, train_batches
 from mtl.training.device import Precision
 from mtl.training.distributed import DistributedContext
 from mtl.training.guards import LossGuard
-from mtl.training.optim import build_optimizers, use_sparse_embeddings
+from mtl.training.optim import build_optimizers, scale_embedding_decay, use_sparse_embeddings
 from mtl.training.predict import predict
 from mtl.training.state import RunState, load_run, save_run
 
@@ -120,6 +120,14 @@ class Trainer:
     def fit(self, train: SplitSource, valid: SplitSource) -> FitResult:
         started = time.perf_counter()
         state, resumed = self._resume()
+        scale_embedding_decay(
+            self.model,
+            self.optimizers,
+            self.params,
+            (chunk.features for chunk in train.chunks()),
+            train.rows,
+            sparse=self.sparse,
+        )
         while not state.finished and state.epoch < self.params.epochs:
             epoch = state.epoch + 1
             record = self._train_epoch(train, epoch)

@@ -33,3 +33,31 @@ def test_gpu_benchmark_runs_tiny_on_the_cpu(tmp_path):
     assert adaptation["campaigns"] > 0
     assert adaptation["speedup"] > 0
     assert adaptation["max_prediction_difference"] < 1e-4  # batched adapts each campaign as sequential does
+
+
+@pytest.mark.usefixtures("single_thread")
+def test_generator_model_learns_what_logistic_regression_cannot(tmp_path):
+    """The quality benchmark's well-specified reference (the generator's own click model fitted on the
+    training rows) lands between logistic regression and the oracle on synthetic Ali-CCP: above LR, since
+    it holds the planted taste x category product, and not above the truth beyond noise."""
+    from mtl import pipeline
+    from mtl.baselines import logistic_baseline
+    from mtl.config import load_params
+    from mtl.datasets.prepared import load_metadata
+    from mtl.evaluation import oracle_aucs
+
+    params = load_params(
+        {
+            "datasets.aliccp.synthetic.train_rows": 40000,
+            "datasets.aliccp.synthetic.test_rows": 20000,
+            "datasets.aliccp.synthetic.click_rate": 0.2,
+        }
+    )
+    pipeline.download("aliccp", data_dir=tmp_path, params=params, source="synthetic")
+    pipeline.prepare("aliccp", data_dir=tmp_path, params=params)
+    prepared = tmp_path / "prepared" / "aliccp"
+    metadata = load_metadata(prepared)
+    oracle = oracle_aucs(metadata.extra, "test", metadata.tasks, metadata.funnel)["click"]
+    logistic = logistic_baseline(prepared, metadata)["click"]
+    reference = load_script("well_specified").fit(prepared, epochs=6)
+    assert logistic + 0.005 < reference < oracle + 0.01, (logistic, reference, oracle)
