@@ -51,8 +51,8 @@ RESULTS = ROOT / "benchmarks" / "results" / "quality.json"
 # the hyperparameters that mattered most in our measurements, around the defaults of params.yaml
 SWEEP = (
     "train.embedding_lr=0.03,0.3",
-    "train.embedding_weight_decay=0.03,0.3",
-    "train.embedding_decay_scaling=use",
+    "train.embedding_row_decay=0.0,0.03,0.3",
+    "train.embedding_weight_decay=0.0,0.01",
     "train.embedding_optimizer=adam",
     "models.{model}.interaction=none",
     "models.{model}.embed_dim=8,32",

@@ -233,8 +233,8 @@ class TrainParams(Section):
     weight_decay: float = Field(ge=0.0)  # dense weight matrices only
     embedding_gradients: Literal["auto", "sparse", "dense"]
     embedding_optimizer: Literal["adam", "adagrad"]  # row-wise (lazy) on the rows a step touched
-    embedding_weight_decay: float = Field(ge=0.0)  # L2 on embedding rows (per epoch, or per use: below)
-    embedding_decay_scaling: Literal["frequency", "use"]  # frequency: a row's L2 per use is 1 / its uses
+    embedding_weight_decay: float = Field(ge=0.0)  # L2 on the embedding rows a step touched, at each use
+    embedding_row_decay: float = Field(ge=0.0)  # L2 per epoch on every row, spread over its uses
     precision: Literal["auto", "fp32", "bf16", "fp16"]
     compile: bool
     validation_split: str

@@ -3,8 +3,8 @@
 With sparse gradients a step costs O(rows in the batch), not O(vocabulary): a 1.8M-row table is not
 swept every step. ``train.embedding_optimizer`` picks lazy Adam (``RowAdam``, SparseAdam's arithmetic:
 moments of untouched rows do not decay, the usual choice for recommendation embeddings) or Adagrad
-(``RowAdagrad``); ``train.embedding_weight_decay`` is an L2 term on the touched rows, scaled per row by
-its uses in the training split (``scale_embedding_decay``). With dense gradients (NCCL) the same choice
+(``RowAdagrad``); ``train.embedding_weight_decay`` is an L2 term on the touched rows at each use, and
+``train.embedding_row_decay`` one per epoch on every row, spread over its uses (``scale_embedding_decay``). With dense gradients (NCCL) the same choice
 runs as torch's AdamW/Adagrad over the whole table, decay on every row.
 """
 
@@ -70,14 +70,14 @@ def scale_embedding_decay(
     *,
     sparse: bool,
 ) -> None:
-    """``train.embedding_decay_scaling: frequency``: the same L2 per epoch on every embedding row.
+    """``train.embedding_row_decay``: the same L2 per epoch on every embedding row, however rare.
 
     Sparse gradients: each table's rows are counted over the training split (``training``, the split's
-    feature chunks) and a use of a row pulls it by ``weight_decay / uses`` (``RowOptimizer.decay_by_uses``).
-    Dense gradients decay every row at every step: ``weight_decay / steps per epoch`` then gives each row
-    the same pull per epoch.
+    feature chunks) and a use of a row pulls it by ``row_decay / uses`` on top of ``weight_decay``
+    (``RowOptimizer.decay_by_uses``). Dense gradients decay every row at every step: ``row_decay / steps
+    per epoch`` is added to the table's ``weight_decay`` then, the same pull per epoch.
     """
-    if params.embedding_decay_scaling != "frequency" or not params.embedding_weight_decay:
+    if not params.embedding_row_decay:
         return
     tables = {id(weight) for weight in embedding_parameters(model)}
     if not sparse:
@@ -85,7 +85,7 @@ def scale_embedding_decay(
         for optimizer in optimizers:
             for group in optimizer.param_groups:
                 if any(id(p) in tables for p in group["params"]):
-                    group["weight_decay"] = params.embedding_weight_decay / steps
+                    group["weight_decay"] = params.embedding_weight_decay + params.embedding_row_decay / steps
         return
     inputs = [m for m in model.modules() if isinstance(m, FeatureInput)]
     uses: dict[int, Tensor] = {}
@@ -98,4 +98,4 @@ def scale_embedding_decay(
             for index, feature_input in enumerate(inputs):
                 weight = feature_input.embedding.weight
                 if id(weight) in optimizer.tables and index in uses:
-                    optimizer.decay_by_uses(weight, uses[index])
+                    optimizer.decay_by_uses(weight, uses[index], params.embedding_row_decay)

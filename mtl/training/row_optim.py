@@ -55,13 +55,13 @@ class RowOptimizer(torch.optim.Optimizer):
                 weight.index_copy_(0, ids, self.update_rows(rows, grad, ids, state, group))
         return None
 
-    def decay_by_uses(self, weight: Tensor, uses: Tensor) -> None:
-        """Frequency-scaled L2 on ``weight``: a row used ``n`` times per epoch is pulled by
-        ``weight_decay / n`` at each use, so every row used gets the same L2 per epoch (ridge on the whole
-        training split, spread over the steps that see the row) instead of ``weight_decay`` at each use,
-        which barely holds back the ids seen a handful of times."""
+    def decay_by_uses(self, weight: Tensor, uses: Tensor, per_epoch: float) -> None:
+        """Frequency-scaled L2 on ``weight`` on top of the group's ``weight_decay`` (at each use): a row
+        used ``n`` times per epoch is also pulled by ``per_epoch / n`` at each use, so every row gets
+        ``per_epoch`` per epoch however rare (ridge on the whole training split, spread over the steps that
+        see the row), which the per-use term alone does not give the ids seen a handful of times."""
         group = next(g for g in self.param_groups if any(p is weight for p in g["params"]))
-        self.row_decay[id(weight)] = group["weight_decay"] / uses.to(weight.dtype).clamp(min=1)
+        self.row_decay[id(weight)] = group["weight_decay"] + per_epoch / uses.to(weight.dtype).clamp(min=1)
 
     def init_state(self, state: dict, weight: Tensor) -> None:
         raise NotImplementedError

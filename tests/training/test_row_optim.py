@@ -111,15 +111,15 @@ def test_row_weight_decay_shrinks_only_touched_rows(kernels):
 
 
 def test_frequency_scaled_decay_pulls_each_row_by_decay_over_its_uses(kernels):
-    """decay_by_uses: the L2 gradient of a touched row is weight_decay / its uses x the row, as torch's
-    Adagrad computes it with that term added to the loss gradient; rows outside the batch stay put."""
+    """decay_by_uses: the L2 gradient of a touched row is (weight_decay + per_epoch / its uses) x the row,
+    as torch's Adagrad computes it with that term added to the loss gradient; other rows stay put."""
     ids = [torch.tensor([[3, 7, 3], [9, 7, 11]]), torch.tensor([[11, 40]])]
     uses = torch.zeros(50, dtype=torch.int64)
     uses[[3, 7, 9, 11, 40]] = torch.tensor([1, 4, 2, 8, 0])  # 0: never seen in training, clamped to 1
     ours_table, torch_table = two_tables(rows=True), two_tables(rows=False)
     before = ours_table.weight.detach().clone()
-    ours = RowAdagrad([ours_table], lr=0.05, weight_decay=0.3)
-    ours.decay_by_uses(ours_table.weight, uses)
+    ours = RowAdagrad([ours_table], lr=0.05, weight_decay=0.01)
+    ours.decay_by_uses(ours_table.weight, uses, 0.3)
     theirs = torch.optim.Adagrad([torch_table.weight], lr=0.05)
     for step in range(3):
         ours.zero_grad(set_to_none=True)
@@ -129,15 +129,15 @@ def test_frequency_scaled_decay_pulls_each_row_by_decay_over_its_uses(kernels):
         lookups(torch_table, ids, seed=step)
         grad = torch_table.weight.grad.coalesce()
         rows = grad.indices()[0]
-        decay = (0.3 / uses.clamp(min=1).float())[rows, None] * torch_table.weight.detach()[rows]
+        decay = (0.01 + 0.3 / uses.clamp(min=1).float())[rows, None] * torch_table.weight.detach()[rows]
         torch_table.weight.grad = torch.sparse_coo_tensor(grad.indices(), grad.values() + decay, grad.shape)
         theirs.step()
     torch.testing.assert_close(ours_table.weight, torch_table.weight)
     changed = set(torch.nonzero((ours_table.weight != before).any(1)).flatten().tolist())
     assert changed == {3, 7, 9, 11, 40}
-    # and it is not the per-use decay: the same steps with weight_decay at every use end elsewhere
+    # and the per-epoch term matters: the per-use decay alone ends elsewhere
     plain_table = two_tables(rows=True)
-    plain = RowAdagrad([plain_table], lr=0.05, weight_decay=0.3)
+    plain = RowAdagrad([plain_table], lr=0.05, weight_decay=0.01)
     for step in range(3):
         plain.zero_grad(set_to_none=True)
         lookups(plain_table, ids, seed=step)
@@ -159,30 +159,30 @@ def test_feature_input_counts_row_uses_without_padding(prepared_root):
     assert torch.equal(uses[: first.vocab_size], expected)
 
 
-@pytest.mark.parametrize("scaling", ["frequency", "use"])
-def test_embedding_decay_scaling_chooses_per_row_or_per_use_l2(prepared_root, scaling):
+@pytest.mark.parametrize("row_decay", [0.2, 0.0])
+def test_row_decay_is_spread_over_each_rows_uses(prepared_root, row_decay):
     metadata = load_metadata(prepared_root / "aliccp")
     split = TensorSplit.from_arrays(read_split(prepared_root / "aliccp", "train", metadata), metadata, "t")
-    params = small_params(f"train.embedding_decay_scaling={scaling}", "train.embedding_weight_decay=0.2")
+    params = small_params(f"train.embedding_row_decay={row_decay}", "train.embedding_weight_decay=0.01")
     model = build_model("esmm", metadata, params)
     use_sparse_embeddings(model, True, rows=True)
     optimizers = build_optimizers(model, params.train, sparse=True)
     scale_embedding_decay(model, optimizers, params.train, [split.features], len(split), sparse=True)
     row_optimizer = optimizers[-1]
-    if scaling == "use":
+    if not row_decay:  # the per-use L2 alone, the group's weight_decay
         assert row_optimizer.row_decay == {}
     else:
         uses = model.input.row_uses(split.features)
         decay = row_optimizer.row_decay[id(model.input.embedding.weight)]
-        torch.testing.assert_close(decay, 0.2 / uses.clamp(min=1).float())
-    # dense gradients decay every row each step: weight_decay / steps per epoch, the same pull per epoch
+        torch.testing.assert_close(decay, 0.01 + row_decay / uses.clamp(min=1).float())
+    # dense gradients decay every row each step: + row_decay / steps per epoch, the same pull per epoch
     dense_model = build_model("esmm", metadata, params)
     dense = build_optimizers(dense_model, params.train, sparse=False)
     scale_embedding_decay(dense_model, dense, params.train, [split.features], len(split), sparse=False)
     steps = -(-len(split) // params.train.batch_size)
     table_decay = [g["weight_decay"] for o in dense for g in o.param_groups
                    if any(p is dense_model.input.embedding.weight for p in g["params"])]  # fmt: skip
-    assert table_decay == [0.2 / steps if scaling == "frequency" else 0.2]
+    assert table_decay == [pytest.approx(0.01 + row_decay / steps)]
 
 
 def test_row_optimizer_state_round_trips_through_a_checkpoint():
