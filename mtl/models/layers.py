@@ -12,8 +12,10 @@ from typing import Literal, NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from mtl.datasets.prepared import FeatureSchema
+from mtl.models import row_kernels
 from mtl.models.embedding import RowEmbedding
 
 Norm = Literal["none", "batch", "layer"]
@@ -63,6 +65,9 @@ class FeatureInput(nn.Module):
         )
         self.register_buffer("field_of_slot", field_of_slot, False)
         self.register_buffer("slot", slot.to(torch.int32), False)
+        # the field each column of global_ids pools into: sparse fields alone, slots into their field
+        field_of_column = torch.cat([torch.arange(n_sparse), n_sparse + field_of_slot])
+        self.register_buffer("field_of_column", field_of_column, False)
         self.multi_lengths = lengths
         n_fields = n_sparse + self.n_multi
         # interaction "dot": the dot product of every pair of field vectors joins the output (the
@@ -80,19 +85,28 @@ class FeatureInput(nn.Module):
 
     def forward(self, x: FeatureBatch, ids: Tensor | None = None) -> Tensor:
         """``ids`` replaces ``global_ids(x)``: rows of a compact table swapped in for ``embedding.weight``."""
-        emb = _lookup(self.embedding, self.global_ids(x) if ids is None else ids)  # (n, S + K, d)
+        ids = self.global_ids(x) if ids is None else ids
+        weight = self._slot_weights(x) if self.n_multi else None  # (n, K)
+        fields = self.embedding.pooled(ids, weight, self.field_of_column, self.n_sparse + self.n_multi)
+        if fields is not None:  # row mode: gathered and pooled by one kernel
+            return self._output(fields, x.dense)  # fields: (n, S + M, d)
+        emb = _lookup(self.embedding, ids)  # (n, S + K, d)
         if not self.n_multi:  # no slicing at all: a slice's backward fills a zero (n, S + K, d) tensor
             return self._output(emb, x.dense)
         single, multi = emb.split([self.n_sparse, emb.shape[1] - self.n_sparse], dim=1)
-        lengths = x.multi_lengths.index_select(1, self.field_of_slot)  # (n, K)
-        weight = (self.slot < lengths).to(emb.dtype)
-        if self.pooling == "mean":
-            weight = weight / lengths.clamp(min=1).to(emb.dtype)
         slots = multi * weight.unsqueeze(-1)  # (n, K, d)
         # one sum per field over its slots: 2-4x faster (forward + backward) than a matmul of the
         # transposed (n, d, K) slots with a (K, M) 0/1 matrix, which runs as n small products
         pooled = torch.stack([part.sum(1) for part in slots.split(self.multi_lengths, dim=1)], dim=1)
         return self._output(torch.cat([single, pooled], dim=1), x.dense)
+
+    def _slot_weights(self, x: FeatureBatch) -> Tensor:
+        """``(n, K)``: each multi-valued slot's weight in its field's pool, 0 past the true length."""
+        lengths = x.multi_lengths.index_select(1, self.field_of_slot)  # (n, K)
+        weight = (self.slot < lengths).to(self.embedding.weight.dtype)
+        if self.pooling == "mean":
+            weight = weight / lengths.clamp(min=1).to(weight.dtype)
+        return weight
 
     def _output(self, fields: Tensor, dense: Tensor) -> Tensor:
         """``fields``: ``(n, S + M, d)`` field vectors -> ``[flat fields, dense, pairwise dots]``."""
@@ -184,10 +198,45 @@ class ExpertGroup(nn.Module):
 
 
 def mix_experts(experts: Tensor, gate_logits: Tensor) -> Tensor:
-    """Softmax-gated sum of experts: ``(n, E, d)`` x ``(n, E)`` -> ``(n, d)``."""
+    """Softmax-gated sum of experts: ``(n, E, d)`` x ``(n, E)`` -> ``(n, d)`` (twice differentiable)."""
     weights = gate_logits.softmax(dim=-1).to(experts.dtype)
     # a broadcast product and a sum: a bmm here runs n separate (1, E) x (E, d) products (3-5x slower)
     return (weights.unsqueeze(-1) * experts).sum(1)
+
+
+def mix_expert_subsets(experts: Tensor, gate_logits: Tensor, select: Tensor) -> Tensor:
+    """Several gates at once: gate ``t`` mixes experts ``select[t]`` by softmax of its logits.
+
+    ``experts`` ``(n, E, d)``, ``gate_logits`` ``(n, T, G)``, ``select`` ``(T, G)`` expert indices ->
+    ``(n, T, d)``. On the CPU in float32 one C kernel does softmax and sum, forward and backward (at
+    these widths torch's softmax over 8 logits alone costs more than the rest of the gate); elsewhere the
+    same arithmetic in torch. Once differentiable only on the kernel's path: for MMoE/PLE, not MetaHeac.
+    """
+    if row_kernels.native(experts, gate_logits):
+        return _mix_natively(experts, gate_logits, select)
+    weights = gate_logits.softmax(dim=-1).to(experts.dtype)  # (n, T, G)
+    chosen = experts.index_select(1, select.reshape(-1)).view(*weights.shape, experts.shape[-1])
+    return (weights.unsqueeze(-1) * chosen).sum(2)
+
+
+@torch.compiler.disable
+def _mix_natively(experts: Tensor, gate_logits: Tensor, select: Tensor) -> Tensor:
+    return _MixExpertSubsets.apply(experts, gate_logits, select)
+
+
+class _MixExpertSubsets(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, experts: Tensor, gate_logits: Tensor, select: Tensor) -> Tensor:
+        weights, mixed = row_kernels.mix_experts(experts, gate_logits, select)
+        ctx.save_for_backward(weights, experts, select)
+        return mixed
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, None]:
+        weights, experts, select = ctx.saved_tensors
+        grad_logits, grad_experts = row_kernels.mix_experts_backward(grad, weights, experts, select)
+        return grad_experts, grad_logits, None
 
 
 def initialise(module: nn.Module, embed_init_std: float) -> None:
