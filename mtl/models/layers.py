@@ -7,6 +7,7 @@ of their ``max_len`` slots, ``D`` = dense fields, ``d`` = embedding size, ``E`` 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Literal, NamedTuple
 
 import torch
@@ -181,20 +182,37 @@ class ExpertGroup(nn.Module):
         self.output_dim = in_dim
 
     def forward(self, x: Tensor) -> Tensor:
+        return self.with_heads(x, [])[0]
+
+    def with_heads(self, x: Tensor, heads: Sequence[nn.Linear]) -> tuple[Tensor, Tensor]:
+        """(the experts' output, ``[head(x) for head in heads]`` side by side: ``(n, sum of widths)``).
+
+        Linear heads on the same shared input (gates) join the first layer's matmul: one matmul instead
+        of one per head, and two fewer per head backward.
+        """
+        head_width = sum(head.out_features for head in heads)
+        head_weights = [head.weight.t() for head in heads]  # each (in, width)
+        head_biases = [head.bias for head in heads]
+        head_out = x.new_zeros(x.shape[0], 0)
         for layer, (weight, bias, norm) in enumerate(zip(self.weights, self.biases, self.norms)):
             if layer == 0 and x.dim() == 2:  # shared input: all experts in one (n, in) x (in, E*out) matmul
-                h = (x @ weight.transpose(0, 1).reshape(weight.shape[1], -1)).view(
-                    x.shape[0], self.n_experts, -1
+                flat = torch.addmm(
+                    torch.cat([bias.reshape(-1), *head_biases]),
+                    x,
+                    torch.cat([weight.transpose(0, 1).reshape(weight.shape[1], -1), *head_weights], dim=1),
                 )
+                h, head_out = flat.split([flat.shape[1] - head_width, head_width], dim=1)  # (n, E*out), heads
+                heads = []
             else:  # one input per expert: a batched matmul over experts
-                h = torch.bmm(x.transpose(0, 1), weight).transpose(0, 1)
-            h = h + bias
+                h = torch.baddbmm(bias.unsqueeze(1), x.transpose(0, 1), weight).transpose(0, 1)
             if isinstance(norm, nn.BatchNorm1d):
-                h = norm(h.reshape(h.shape[0], -1)).reshape(h.shape)
+                h = norm(h.reshape(h.shape[0], -1))
             else:
-                h = norm(h)
-            x = self.dropout(F.relu(h))
-        return x
+                h = norm(h.reshape(h.shape[0], self.n_experts, -1))
+            x = self.dropout(F.relu(h)).view(h.shape[0], self.n_experts, -1)
+        if heads:  # no shared first layer took them
+            head_out = torch.addmm(torch.cat(head_biases), x, torch.cat(head_weights, dim=1))
+        return x, head_out
 
 
 def mix_experts(experts: Tensor, gate_logits: Tensor) -> Tensor:

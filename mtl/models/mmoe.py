@@ -29,7 +29,7 @@ class MMoE(MultiTaskModel):
 
     def forward(self, features: FeatureBatch) -> dict[str, Tensor]:
         x = self.input(features)
-        experts = self.experts(x)  # (n, E, expert_dims[-1])
-        logits = torch.stack([gate(x) for gate in self.gates], dim=1)  # (n, T, E)
+        experts, logits = self.experts.with_heads(x, self.gates)  # (n, E, expert_dims[-1]), (n, T * E)
+        logits = logits.view(x.shape[0], len(self.gates), -1)
         mixed = mix_expert_subsets(experts, logits, self.select)  # (n, T, expert_dims[-1])
         return {task: tower(mixed[:, t]) for t, (task, tower) in enumerate(zip(self.spec.tasks, self.towers))}

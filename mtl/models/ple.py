@@ -41,17 +41,21 @@ class _Level(nn.Module):
 
     def forward(self, inputs: list[Tensor]) -> list[Tensor]:
         """``inputs``: one tensor per task plus the shared one last (all the same tensor at level 1)."""
-        if all(t is inputs[0] for t in inputs):
-            experts = self.experts(inputs[0])
+        n, gates = inputs[0].shape[0], [*self.task_gates, *([self.shared_gate] if self.shared_gate else [])]
+        if all(t is inputs[0] for t in inputs):  # level 1: the gates join the experts' first matmul
+            experts, logits = self.experts.with_heads(inputs[0], gates)  # (n, E, d), (n, all gates' widths)
         else:
             experts = self.experts(torch.stack(inputs, dim=1).index_select(1, self.source))
-        logits = torch.stack(
-            [gate(inputs[k]) for k, gate in enumerate(self.task_gates)], dim=1
-        )  # (n, T, s+h)
-        outputs = list(mix_expert_subsets(experts, logits, self.task_select).unbind(1))
+            readers = [
+                *inputs[: self.n_tasks],
+                inputs[-1],
+            ]  # each task gate its task's, the shared the shared
+            logits = torch.cat([gate(rep) for gate, rep in zip(gates, readers)], dim=1)
+        task_logits = logits[:, : self.task_select.numel()].view(n, self.n_tasks, -1)  # (n, T, s + h)
+        outputs = list(mix_expert_subsets(experts, task_logits, self.task_select).unbind(1))
         if self.shared_gate is not None:
-            shared = self.shared_gate(inputs[-1]).unsqueeze(1)  # (n, 1, E)
-            outputs.append(mix_expert_subsets(experts, shared, self.shared_select).squeeze(1))
+            shared_logits = logits[:, self.task_select.numel() :].unsqueeze(1)  # (n, 1, E)
+            outputs.append(mix_expert_subsets(experts, shared_logits, self.shared_select).squeeze(1))
         return outputs
 
 

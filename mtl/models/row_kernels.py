@@ -347,8 +347,9 @@ def pool_rows_backward(
     grad: Tensor, inverse: Tensor, weight: Tensor | None, bag: Tensor, distinct: int
 ) -> Tensor:
     """The gradient of ``pool_rows`` with respect to its ``(distinct, d)`` rows."""
+    grad, inverse, bag = grad.contiguous(), inverse.contiguous(), bag.contiguous()
+    weight = None if weight is None else weight.contiguous()
     n, c = inverse.shape
-    grad = grad.contiguous()
     out = grad.new_zeros(distinct, grad.shape[2])
     library().pool_rows_backward(
         grad.data_ptr(), inverse.data_ptr(), _address(weight), _width(weight), bag.data_ptr(), n, c,
@@ -374,8 +375,13 @@ def mix_experts_backward(
     grad: Tensor, weights: Tensor, experts: Tensor, select: Tensor
 ) -> tuple[Tensor, Tensor]:
     """(gradient of the logits, of the experts) of ``mix_experts``."""
+    grad, weights, experts, select = (
+        grad.contiguous(),
+        weights.contiguous(),
+        experts.contiguous(),
+        select.contiguous(),
+    )
     (n, e, d), (t, g) = experts.shape, select.shape
-    grad = grad.contiguous()
     grad_logits, grad_experts = weights.new_empty(n, t, g), experts.new_empty(n, e, d)
     library().mix_experts_backward(
         grad.data_ptr(), weights.data_ptr(), experts.data_ptr(), select.data_ptr(), n, t, g, e, d,
