@@ -182,37 +182,19 @@ class ExpertGroup(nn.Module):
         self.output_dim = in_dim
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.with_heads(x, [])[0]
-
-    def with_heads(self, x: Tensor, heads: Sequence[nn.Linear]) -> tuple[Tensor, Tensor]:
-        """(the experts' output, ``[head(x) for head in heads]`` side by side: ``(n, sum of widths)``).
-
-        Linear heads on the same shared input (gates) join the first layer's matmul: one matmul instead
-        of one per head, and two fewer per head backward.
-        """
-        head_width = sum(head.out_features for head in heads)
-        head_weights = [head.weight.t() for head in heads]  # each (in, width)
-        head_biases = [head.bias for head in heads]
-        head_out = x.new_zeros(x.shape[0], 0)
         for layer, (weight, bias, norm) in enumerate(zip(self.weights, self.biases, self.norms)):
             if layer == 0 and x.dim() == 2:  # shared input: all experts in one (n, in) x (in, E*out) matmul
-                flat = torch.addmm(
-                    torch.cat([bias.reshape(-1), *head_biases]),
-                    x,
-                    torch.cat([weight.transpose(0, 1).reshape(weight.shape[1], -1), *head_weights], dim=1),
-                )
-                h, head_out = flat.split([flat.shape[1] - head_width, head_width], dim=1)  # (n, E*out), heads
-                heads = []
+                h = torch.addmm(bias.reshape(-1), x, weight.transpose(0, 1).reshape(weight.shape[1], -1))
             else:  # one input per expert: a batched matmul over experts
                 h = torch.baddbmm(bias.unsqueeze(1), x.transpose(0, 1), weight).transpose(0, 1)
-            if isinstance(norm, nn.BatchNorm1d):
+            if isinstance(
+                norm, nn.BatchNorm1d
+            ):  # on contiguous (n, E*out): 5-7x faster than on a strided view
                 h = norm(h.reshape(h.shape[0], -1))
             else:
                 h = norm(h.reshape(h.shape[0], self.n_experts, -1))
             x = self.dropout(F.relu(h)).view(h.shape[0], self.n_experts, -1)
-        if heads:  # no shared first layer took them
-            head_out = torch.addmm(torch.cat(head_biases), x, torch.cat(head_weights, dim=1))
-        return x, head_out
+        return x
 
 
 def mix_experts(experts: Tensor, gate_logits: Tensor) -> Tensor:
@@ -222,39 +204,58 @@ def mix_experts(experts: Tensor, gate_logits: Tensor) -> Tensor:
     return (weights.unsqueeze(-1) * experts).sum(1)
 
 
-def mix_expert_subsets(experts: Tensor, gate_logits: Tensor, select: Tensor) -> Tensor:
-    """Several gates at once: gate ``t`` mixes experts ``select[t]`` by softmax of its logits.
+def gate_weights(gates: Sequence[nn.Linear], inputs: Sequence[Tensor]) -> Tensor:
+    """Every gate's softmax over its experts, gate-major: ``(T, G, n)`` for ``T`` gates of width ``G``.
 
-    ``experts`` ``(n, E, d)``, ``gate_logits`` ``(n, T, G)``, ``select`` ``(T, G)`` expert indices ->
-    ``(n, T, d)``. On the CPU in float32 one C kernel does softmax and sum, forward and backward (at
-    these widths torch's softmax over 8 logits alone costs more than the rest of the gate); elsewhere the
-    same arithmetic in torch. Once differentiable only on the kernel's path: for MMoE/PLE, not MetaHeac.
+    Gate ``t`` reads ``inputs[t]`` ``(n, in)``; gates reading the same tensor share one matmul. The layout
+    puts rows last: torch's CPU softmax over a last dimension of 8 costs 20x its ``exp`` (AVX-512), over a
+    middle one it runs vectorised across rows.
     """
-    if row_kernels.native(experts, gate_logits):
-        return _mix_natively(experts, gate_logits, select)
-    weights = gate_logits.softmax(dim=-1).to(experts.dtype)  # (n, T, G)
-    chosen = experts.index_select(1, select.reshape(-1)).view(*weights.shape, experts.shape[-1])
-    return (weights.unsqueeze(-1) * chosen).sum(2)
+    logits = []  # (width, n) per run of gates with one input
+    for t, gate in enumerate(gates):
+        if t and inputs[t] is inputs[t - 1]:
+            logits[-1][0].append(gate)
+        else:
+            logits.append(([gate], inputs[t]))
+    transposed = [
+        torch.addmm(torch.cat([g.bias for g in run]).unsqueeze(1), torch.cat([g.weight for g in run]), x.t())
+        for run, x in logits
+    ]
+    n = inputs[0].shape[0]
+    return torch.cat(transposed).view(len(gates), -1, n).softmax(dim=1)
+
+
+def mix_expert_subsets(experts: Tensor, weights: Tensor, select: Tensor) -> Tensor:
+    """Several gates at once: gate ``t``'s ``weights[t]`` ``(G, n)`` mix experts ``select[t]``.
+
+    ``experts`` ``(n, E, d)``, ``weights`` ``(T, G, n)`` (``gate_weights``), ``select`` ``(T, G)`` expert
+    indices -> ``(n, T, d)``. On the CPU in float32 one C kernel, forward and backward (torch runs the
+    broadcast product and its backward as several passes); elsewhere the same arithmetic in torch. Once
+    differentiable on the kernel's path: for MMoE/PLE, not MetaHeac.
+    """
+    if row_kernels.native(experts, weights):
+        return _mix_natively(experts, weights.to(experts.dtype), select)
+    chosen = experts.index_select(1, select.reshape(-1)).view(experts.shape[0], *select.shape, -1)
+    return (weights.permute(2, 0, 1).to(experts.dtype).unsqueeze(-1) * chosen).sum(2)
 
 
 @torch.compiler.disable
-def _mix_natively(experts: Tensor, gate_logits: Tensor, select: Tensor) -> Tensor:
-    return _MixExpertSubsets.apply(experts, gate_logits, select)
+def _mix_natively(experts: Tensor, weights: Tensor, select: Tensor) -> Tensor:
+    return _MixExpertSubsets.apply(experts, weights, select)
 
 
 class _MixExpertSubsets(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, experts: Tensor, gate_logits: Tensor, select: Tensor) -> Tensor:
-        weights, mixed = row_kernels.mix_experts(experts, gate_logits, select)
+    def forward(ctx, experts: Tensor, weights: Tensor, select: Tensor) -> Tensor:
         ctx.save_for_backward(weights, experts, select)
-        return mixed
+        return row_kernels.mix_experts(experts, weights, select)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, None]:
         weights, experts, select = ctx.saved_tensors
-        grad_logits, grad_experts = row_kernels.mix_experts_backward(grad, weights, experts, select)
-        return grad_experts, grad_logits, None
+        grad_weights, grad_experts = row_kernels.mix_experts_backward(grad, weights, experts, select)
+        return grad_experts, grad_weights, None
 
 
 def initialise(module: nn.Module, embed_init_std: float) -> None:

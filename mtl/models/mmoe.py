@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from mtl.config import MmoeParams
 from mtl.models.base import ModelSpec, MultiTaskModel
-from mtl.models.layers import ExpertGroup, FeatureBatch, Tower, mix_expert_subsets
+from mtl.models.layers import ExpertGroup, FeatureBatch, Tower, gate_weights, mix_expert_subsets
 
 
 class MMoE(MultiTaskModel):
@@ -29,7 +29,7 @@ class MMoE(MultiTaskModel):
 
     def forward(self, features: FeatureBatch) -> dict[str, Tensor]:
         x = self.input(features)
-        experts, logits = self.experts.with_heads(x, self.gates)  # (n, E, expert_dims[-1]), (n, T * E)
-        logits = logits.view(x.shape[0], len(self.gates), -1)
-        mixed = mix_expert_subsets(experts, logits, self.select)  # (n, T, expert_dims[-1])
+        experts = self.experts(x)  # (n, E, expert_dims[-1])
+        weights = gate_weights(self.gates, [x] * len(self.gates))  # (T, E, n)
+        mixed = mix_expert_subsets(experts, weights, self.select)  # (n, T, expert_dims[-1])
         return {task: tower(mixed[:, t]) for t, (task, tower) in enumerate(zip(self.spec.tasks, self.towers))}

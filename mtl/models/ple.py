@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from mtl.config import PleParams
 from mtl.models.base import ModelSpec, MultiTaskModel
-from mtl.models.layers import ExpertGroup, FeatureBatch, Tower, mix_expert_subsets
+from mtl.models.layers import ExpertGroup, FeatureBatch, Tower, gate_weights, mix_expert_subsets
 
 
 class _Level(nn.Module):
@@ -41,21 +41,15 @@ class _Level(nn.Module):
 
     def forward(self, inputs: list[Tensor]) -> list[Tensor]:
         """``inputs``: one tensor per task plus the shared one last (all the same tensor at level 1)."""
-        n, gates = inputs[0].shape[0], [*self.task_gates, *([self.shared_gate] if self.shared_gate else [])]
-        if all(t is inputs[0] for t in inputs):  # level 1: the gates join the experts' first matmul
-            experts, logits = self.experts.with_heads(inputs[0], gates)  # (n, E, d), (n, all gates' widths)
+        if all(t is inputs[0] for t in inputs):
+            experts = self.experts(inputs[0])
         else:
             experts = self.experts(torch.stack(inputs, dim=1).index_select(1, self.source))
-            readers = [
-                *inputs[: self.n_tasks],
-                inputs[-1],
-            ]  # each task gate its task's, the shared the shared
-            logits = torch.cat([gate(rep) for gate, rep in zip(gates, readers)], dim=1)
-        task_logits = logits[:, : self.task_select.numel()].view(n, self.n_tasks, -1)  # (n, T, s + h)
-        outputs = list(mix_expert_subsets(experts, task_logits, self.task_select).unbind(1))
+        task_weights = gate_weights(self.task_gates, inputs[: self.n_tasks])  # (T, s + h, n)
+        outputs = list(mix_expert_subsets(experts, task_weights, self.task_select).unbind(1))
         if self.shared_gate is not None:
-            shared_logits = logits[:, self.task_select.numel() :].unsqueeze(1)  # (n, 1, E)
-            outputs.append(mix_expert_subsets(experts, shared_logits, self.shared_select).squeeze(1))
+            shared_weights = gate_weights([self.shared_gate], inputs[-1:])  # (1, E, n)
+            outputs.append(mix_expert_subsets(experts, shared_weights, self.shared_select).squeeze(1))
         return outputs
 
 

@@ -2,11 +2,11 @@
 C compiler.
 
 Loops that torch runs as several passes with temporaries, or as many tiny ops at the shapes these
-models have (an ``(n, 8)`` softmax alone costs 20x its ``exp`` on an AVX-512 CPU): the distinct rows of a
+models have: the distinct rows of a
 batch with the inverse map (a marker array instead of a sort), the per-field weighted sums of the looked-up
 rows and, backward, each distinct row's gradient (one pass each instead of a gather, a product, a
 split-and-sum and a scatter), the lazy Adam / Adagrad update of touched rows (each row read and written
-once), and softmax-gated mixtures of experts with their backward. Loops over independent rows run on
+once), and gated mixtures of experts with their backward. Loops over independent rows run on
 ``torch.get_num_threads()`` OpenMP threads where the compiler has OpenMP; the gradient scatter into shared
 rows stays serial. The shared library is cached under ``<state dir>/kernels`` keyed by the source's hash.
 Without a compiler, on anything but contiguous float32 CPU tensors, or with ``MTL_NATIVE_KERNELS=0``,
@@ -140,54 +140,44 @@ void pool_rows_backward(const float *restrict grad, const int64_t *restrict inve
     }
 }
 
-/* softmax-gated mixtures: for row i and gate t, w = softmax(logits[i, t, :]) over the g experts
-   select[t, :] of experts[i] (e experts of width d), out[i, t] = sum_g w_g experts[i, select[t, g]];
-   weights keeps w for the backward */
-void mix_experts(const float *restrict logits, const float *restrict experts, const int64_t *restrict select,
-                 int64_t n, int64_t t, int64_t g, int64_t e, int64_t d,
-                 float *restrict weights, float *restrict out, int threads) {
+/* gated mixtures: out[i, t] = sum_k w[t, k, i] * experts[i, select[t, k]] for row i and gate t over its g
+   experts select[t, :] (of e, width d); w: (t, g, n), each gate's weights of every row side by side */
+void mix_experts(const float *restrict w, const float *restrict experts, const int64_t *restrict select,
+                 int64_t n, int64_t t, int64_t g, int64_t e, int64_t d, float *restrict out, int threads) {
     PARALLEL(threads, n * t * g * d > GRAIN)
     for (int64_t i = 0; i < n; i++) {
         const float *x = experts + i * e * d;
         for (int64_t task = 0; task < t; task++) {
-            const float *l = logits + (i * t + task) * g;
-            float *w = weights + (i * t + task) * g, *o = out + (i * t + task) * d;
-            float top = l[0], total = 0.0f;
-            for (int64_t k = 1; k < g; k++) top = l[k] > top ? l[k] : top;
-            for (int64_t k = 0; k < g; k++) { w[k] = expf(l[k] - top); total += w[k]; }
-            for (int64_t k = 0; k < g; k++) w[k] /= total;
+            float *o = out + (i * t + task) * d;
             for (int64_t j = 0; j < d; j++) o[j] = 0.0f;
             for (int64_t k = 0; k < g; k++) {
                 const float *xk = x + select[task * g + k] * d;
-                for (int64_t j = 0; j < d; j++) o[j] += w[k] * xk[j];
+                float wk = w[(task * g + k) * n + i];
+                for (int64_t j = 0; j < d; j++) o[j] += wk * xk[j];
             }
         }
     }
 }
 
-/* mix_experts' backward: gradients of the logits (through the softmax) and of the experts (zeroed here) */
-void mix_experts_backward(const float *restrict grad, const float *restrict weights,
+/* mix_experts' backward: the gradients of w (same layout) and of the experts */
+void mix_experts_backward(const float *restrict grad, const float *restrict w,
                           const float *restrict experts, const int64_t *restrict select,
                           int64_t n, int64_t t, int64_t g, int64_t e, int64_t d,
-                          float *restrict grad_logits, float *restrict grad_experts, int threads) {
+                          float *restrict grad_w, float *restrict grad_experts, int threads) {
     PARALLEL(threads, n * t * g * d > GRAIN)
     for (int64_t i = 0; i < n; i++) {
         const float *x = experts + i * e * d;
         float *gx = grad_experts + i * e * d;
         for (int64_t j = 0; j < e * d; j++) gx[j] = 0.0f;
         for (int64_t task = 0; task < t; task++) {
-            const float *go = grad + (i * t + task) * d, *w = weights + (i * t + task) * g;
-            float *gl = grad_logits + (i * t + task) * g;
-            float expected = 0.0f;
+            const float *go = grad + (i * t + task) * d;
             for (int64_t k = 0; k < g; k++) {
                 const float *xk = x + select[task * g + k] * d;
                 float *gxk = gx + select[task * g + k] * d;
-                float dot = 0.0f;
-                for (int64_t j = 0; j < d; j++) { dot += go[j] * xk[j]; gxk[j] += w[k] * go[j]; }
-                gl[k] = dot;
-                expected += w[k] * dot;
+                float wk = w[(task * g + k) * n + i], dot = 0.0f;
+                for (int64_t j = 0; j < d; j++) { dot += go[j] * xk[j]; gxk[j] += wk * go[j]; }
+                grad_w[(task * g + k) * n + i] = dot;
             }
-            for (int64_t k = 0; k < g; k++) gl[k] = w[k] * (gl[k] - expected);
         }
     }
 }
@@ -208,7 +198,7 @@ SIGNATURES = {
     "adagrad_rows": ([_P, _P, _P, _P, _I, _I, _F, _F, _F, _T], None),
     "pool_rows": ([_P, _P, _P, _I, _P, _I, _I, _I, _I, _P, _T], None),
     "pool_rows_backward": ([_P, _P, _P, _I, _P, _I, _I, _I, _I, _P], None),
-    "mix_experts": ([_P, _P, _P, _I, _I, _I, _I, _I, _P, _P, _T], None),
+    "mix_experts": ([_P, _P, _P, _I, _I, _I, _I, _I, _P, _T], None),
     "mix_experts_backward": ([_P, _P, _P, _P, _I, _I, _I, _I, _I, _P, _P, _T], None),
 }
 
@@ -358,23 +348,23 @@ def pool_rows_backward(
     return out
 
 
-def mix_experts(experts: Tensor, logits: Tensor, select: Tensor) -> tuple[Tensor, Tensor]:
-    """(gate weights ``(n, t, g)``, mixtures ``(n, t, d)``) of ``experts`` ``(n, e, d)`` under
-    ``softmax(logits)`` ``(n, t, g)`` over experts ``select`` ``(t, g)`` (int64)."""
-    experts, logits, select = experts.contiguous(), logits.contiguous(), select.contiguous()
+def mix_experts(experts: Tensor, weights: Tensor, select: Tensor) -> Tensor:
+    """``(n, t, d)``: gate ``t``'s mixture of ``experts`` ``(n, e, d)`` ``select[t]`` (``(t, g)`` int64) with
+    ``weights`` ``(t, g, n)``."""
+    experts, weights, select = experts.contiguous(), weights.contiguous(), select.contiguous()
     (n, e, d), (t, g) = experts.shape, select.shape
-    weights, out = logits.new_empty(n, t, g), experts.new_empty(n, t, d)
+    out = experts.new_empty(n, t, d)
     library().mix_experts(
-        logits.data_ptr(), experts.data_ptr(), select.data_ptr(), n, t, g, e, d, weights.data_ptr(),
-        out.data_ptr(), torch.get_num_threads(),
+        weights.data_ptr(), experts.data_ptr(), select.data_ptr(), n, t, g, e, d, out.data_ptr(),
+        torch.get_num_threads(),
     )  # fmt: skip
-    return weights, out
+    return out
 
 
 def mix_experts_backward(
     grad: Tensor, weights: Tensor, experts: Tensor, select: Tensor
 ) -> tuple[Tensor, Tensor]:
-    """(gradient of the logits, of the experts) of ``mix_experts``."""
+    """(gradient of the weights, of the experts) of ``mix_experts``."""
     grad, weights, experts, select = (
         grad.contiguous(),
         weights.contiguous(),
@@ -382,9 +372,9 @@ def mix_experts_backward(
         select.contiguous(),
     )
     (n, e, d), (t, g) = experts.shape, select.shape
-    grad_logits, grad_experts = weights.new_empty(n, t, g), experts.new_empty(n, e, d)
+    grad_weights, grad_experts = weights.new_empty(t, g, n), experts.new_empty(n, e, d)
     library().mix_experts_backward(
         grad.data_ptr(), weights.data_ptr(), experts.data_ptr(), select.data_ptr(), n, t, g, e, d,
-        grad_logits.data_ptr(), grad_experts.data_ptr(), torch.get_num_threads(),
+        grad_weights.data_ptr(), grad_experts.data_ptr(), torch.get_num_threads(),
     )  # fmt: skip
-    return grad_logits, grad_experts
+    return grad_weights, grad_experts
