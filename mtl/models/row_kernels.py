@@ -1,16 +1,16 @@
 """Small C kernels for the row-wise embedding path and expert gating, compiled at first use with the system
 C compiler.
 
-Loops that torch runs as several passes with temporaries, or as many tiny ops at the shapes these
-models have: the distinct rows of a
-batch with the inverse map (a marker array instead of a sort), the per-field weighted sums of the looked-up
-rows and, backward, each distinct row's gradient (one pass each instead of a gather, a product, a
-split-and-sum and a scatter), the lazy Adam / Adagrad update of touched rows (each row read and written
-once), and gated mixtures of experts with their backward. Loops over independent rows run on
-``torch.get_num_threads()`` OpenMP threads where the compiler has OpenMP; the gradient scatter into shared
-rows stays serial. The shared library is cached under ``<state dir>/kernels`` keyed by the source's hash.
-Without a compiler, on anything but contiguous float32 CPU tensors, or with ``MTL_NATIVE_KERNELS=0``,
-callers get ``None``/``False`` and use their pure-torch path, which computes the same values.
+Loops that torch runs as several passes with temporaries, or as many tiny ops at the shapes these models
+have: the distinct rows of a batch with the inverse map (a marker array instead of a sort), the
+per-field weighted sums of the looked-up rows and, backward, each distinct row's gradient (one pass each
+instead of a gather, a product, a split-and-sum and a scatter), the lazy Adam / Adagrad update of touched
+rows (each row read and written once), and gated mixtures of experts with their backward. Loops over
+independent rows run on ``torch.get_num_threads()`` OpenMP threads where the compiler has OpenMP; the
+gradient scatter into shared rows stays serial. The shared library is cached under
+``<state dir>/kernels`` keyed by the source's hash. Without a compiler, on anything but float32 CPU
+tensors, or with ``MTL_NATIVE_KERNELS=0``, callers get ``None``/``False`` (or ``native()`` says no) and
+use their pure-torch path, which computes the same values.
 """
 
 from __future__ import annotations
@@ -315,24 +315,26 @@ def _address(tensor: Tensor | None) -> int | None:
     return None if tensor is None else tensor.data_ptr()
 
 
+def _contiguous(*tensors: Tensor | None) -> list[Tensor | None]:
+    return [None if t is None else t.contiguous() for t in tensors]
+
+
 def _width(weight: Tensor | None) -> int:
     return 0 if weight is None else weight.shape[1]
 
 
-# The four below assume ``native`` holds for their float tensors; they make their inputs contiguous.
+# The four below assume ``native`` holds for their float tensors (the callers check).
 
 
 def pool_rows(rows: Tensor, inverse: Tensor, weight: Tensor | None, bag: Tensor, bags: int) -> Tensor:
     """``(n, bags, d)``: per row of ``inverse`` ``(n, c)`` (int64), the sum of ``rows[inverse]`` over the
     columns of each bag (``bag``: ``(c,)`` int64 column -> bag), the last ``weight.shape[1]`` columns
     weighted by ``weight`` (None: no column is)."""
-    rows, inverse, bag = rows.contiguous(), inverse.contiguous(), bag.contiguous()
-    weight = None if weight is None else weight.contiguous()
-    n, c = inverse.shape
-    out = rows.new_empty(n, bags, rows.shape[1])
+    rows, inverse, weight, bag = _contiguous(rows, inverse, weight, bag)
+    (n, c), d = inverse.shape, rows.shape[1]
+    out = rows.new_empty(n, bags, d)
     library().pool_rows(
-        rows.data_ptr(), inverse.data_ptr(), _address(weight), _width(weight), bag.data_ptr(), n, c, bags,
-        rows.shape[1],
+        rows.data_ptr(), inverse.data_ptr(), _address(weight), _width(weight), bag.data_ptr(), n, c, bags, d,
         out.data_ptr(), torch.get_num_threads(),
     )  # fmt: skip
     return out
@@ -342,8 +344,7 @@ def pool_rows_backward(
     grad: Tensor, inverse: Tensor, weight: Tensor | None, bag: Tensor, distinct: int
 ) -> Tensor:
     """The gradient of ``pool_rows`` with respect to its ``(distinct, d)`` rows."""
-    grad, inverse, bag = grad.contiguous(), inverse.contiguous(), bag.contiguous()
-    weight = None if weight is None else weight.contiguous()
+    grad, inverse, weight, bag = _contiguous(grad, inverse, weight, bag)
     n, c = inverse.shape
     out = grad.new_zeros(distinct, grad.shape[2])
     library().pool_rows_backward(
@@ -356,7 +357,7 @@ def pool_rows_backward(
 def mix_experts(experts: Tensor, weights: Tensor, select: Tensor) -> Tensor:
     """``(n, t, d)``: gate ``t``'s mixture of ``experts`` ``(n, e, d)`` ``select[t]`` (``(t, g)`` int64) with
     ``weights`` ``(t, g, n)``."""
-    experts, weights, select = experts.contiguous(), weights.contiguous(), select.contiguous()
+    experts, weights, select = _contiguous(experts, weights, select)
     (n, e, d), (t, g) = experts.shape, select.shape
     out = experts.new_empty(n, t, d)
     library().mix_experts(
@@ -370,12 +371,7 @@ def mix_experts_backward(
     grad: Tensor, weights: Tensor, experts: Tensor, select: Tensor
 ) -> tuple[Tensor, Tensor]:
     """(gradient of the weights, of the experts) of ``mix_experts``."""
-    grad, weights, experts, select = (
-        grad.contiguous(),
-        weights.contiguous(),
-        experts.contiguous(),
-        select.contiguous(),
-    )
+    grad, weights, experts, select = _contiguous(grad, weights, experts, select)
     (n, e, d), (t, g) = experts.shape, select.shape
     grad_weights, grad_experts = weights.new_empty(t, g, n), experts.new_empty(n, e, d)
     library().mix_experts_backward(
