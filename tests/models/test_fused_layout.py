@@ -166,3 +166,45 @@ def test_fused_training_follows_the_reference_loss_curve(prepared_root, kernels,
     reference = losses(prepared_root, name, dataset, overrides, fused=False)
     assert fused[-1] < fused[0]  # it trains
     assert max(abs(a - b) for a, b in zip(fused, reference)) < 1e-4
+
+
+def test_the_kernels_give_the_same_values_on_two_threads(monkeypatch):
+    """Loops over independent rows run on torch's thread count: large enough inputs take that path."""
+    assert row_kernels.library() is not None, "the C kernels did not build (is a C compiler installed?)"
+    generator = torch.Generator().manual_seed(0)
+    n, experts, gates, width = 4096, 8, 2, 16
+    values = torch.randn(n, experts, width, generator=generator)
+    weights = torch.rand(gates, experts, n, generator=generator)
+    select = torch.arange(experts).repeat(gates, 1)
+    grad = torch.randn(n, gates, width, generator=generator)
+    rows = torch.randn(500, 4, generator=generator)
+    inverse = torch.randint(0, 500, (n, 12), generator=generator)
+    slot_weights = torch.rand(n, 6, generator=generator)
+    bag = torch.tensor([0, 1, 2, 3, 4, 5, 6, 6, 6, 7, 7, 7])
+    table, moments = torch.randn(1000, 4, generator=generator), torch.rand(1000, 2, 4, generator=generator)
+    ids, row_grad = torch.randperm(1000, generator=generator)[:600], torch.randn(600, 4, generator=generator)
+
+    def run(threads: int) -> list[Tensor]:
+        monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+        updated, updated_moments = table.clone(), moments.clone()
+        row_kernels.adam_rows(
+            updated,
+            updated_moments,
+            ids,
+            row_grad,
+            step_size=0.01,
+            beta1=0.9,
+            beta2=0.999,
+            eps=1e-8,
+            decay=0.1,
+        )
+        return [
+            row_kernels.mix_experts(values, weights, select),
+            *row_kernels.mix_experts_backward(grad, weights, values, select),
+            row_kernels.pool_rows(rows, inverse, slot_weights, bag, 8),
+            updated,
+            updated_moments,
+        ]
+
+    for one, two in zip(run(1), run(2), strict=True):
+        torch.testing.assert_close(one, two, rtol=0, atol=0)
