@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from mtl.models import row_kernels
 
@@ -28,15 +29,35 @@ class RowEmbedding(nn.Embedding):
         self.marker: Tensor | None = None  # row -> -1 scratch of the C kernel's distinct-row pass
 
     def forward(self, ids: Tensor) -> Tensor:
-        if not (self.capture_rows and self.training and torch.is_grad_enabled()):
+        if not self._capturing(ids):
             return super().forward(ids)
+        rows, inverse = self._capture(ids)
+        return _GatherRows.apply(rows, inverse.reshape(-1)).view(*ids.shape, self.embedding_dim)
+
+    def pooled(self, ids: Tensor, weight: Tensor | None, bag: Tensor, bags: int) -> Tensor | None:
+        """Row mode with the C kernels: ``(n, bags, d)``, per row of ``ids`` ``(n, c)`` the sum of its
+        looked-up rows over each bag's columns (``bag``: column -> bag), the last ``weight.shape[1]``
+        columns weighted by ``weight``; gathered and summed in one pass, backward too. None where that
+        cannot run: the caller looks up and pools."""
+        if not (
+            self._capturing(ids) and row_kernels.native(self.weight, *([] if weight is None else [weight]))
+        ):
+            return None
+        rows, inverse = self._capture(ids)
+        return _PoolRows.apply(rows, inverse, weight, bag, bags)
+
+    def _capturing(self, ids: Tensor) -> bool:
+        return self.capture_rows and self.training and torch.is_grad_enabled()
+
+    def _capture(self, ids: Tensor) -> tuple[Tensor, Tensor]:
+        """(the batch's distinct rows, a leaf remembered for the optimiser; each id's index among them)."""
         if self.marker is None or len(self.marker) != self.num_embeddings:
             self.marker = torch.full((self.num_embeddings,), -1, dtype=torch.int32)
         native = row_kernels.unique_rows(ids, self.marker) if ids.device.type == "cpu" else None
         unique, inverse = native if native is not None else torch.unique(ids, return_inverse=True)
         rows = self.weight.detach().index_select(0, unique).requires_grad_()  # (u, d)
         self.touched.append((unique, rows))
-        return _GatherRows.apply(rows, inverse.reshape(-1)).view(*ids.shape, self.embedding_dim)
+        return rows, inverse
 
     def take_touched(self) -> tuple[Tensor, Tensor] | None:
         """(distinct row ids, their summed gradients) of the lookups since the last call, then forget them."""
@@ -72,6 +93,28 @@ class _GatherRows(torch.autograd.Function):
         if not row_kernels.sum_rows(grad, inverse, summed):
             summed.index_add_(0, inverse, grad)
         return summed, None
+
+
+class _PoolRows(torch.autograd.Function):
+    """``row_kernels.pool_rows`` with its backward: each distinct row's gradient in one pass."""
+
+    @staticmethod
+    def forward(ctx, rows: Tensor, inverse: Tensor, weight: Tensor | None, bag: Tensor, bags: int) -> Tensor:
+        ctx.save_for_backward(inverse, weight, bag)
+        ctx.distinct = rows.shape[0]
+        return row_kernels.pool_rows(rows, inverse, weight, bag, bags)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None, None, None]:
+        inverse, weight, bag = ctx.saved_tensors
+        return (
+            row_kernels.pool_rows_backward(grad, inverse, weight, bag, ctx.distinct),
+            None,
+            None,
+            None,
+            None,
+        )
 
 
 def row_embeddings(model: nn.Module) -> list[RowEmbedding]:

@@ -7,13 +7,16 @@ of their ``max_len`` slots, ``D`` = dense fields, ``d`` = embedding size, ``E`` 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from mtl.datasets.prepared import FeatureSchema
+from mtl.models import row_kernels
 from mtl.models.embedding import RowEmbedding
 
 Norm = Literal["none", "batch", "layer"]
@@ -63,6 +66,9 @@ class FeatureInput(nn.Module):
         )
         self.register_buffer("field_of_slot", field_of_slot, False)
         self.register_buffer("slot", slot.to(torch.int32), False)
+        # the field each column of global_ids pools into: sparse fields alone, slots into their field
+        field_of_column = torch.cat([torch.arange(n_sparse), n_sparse + field_of_slot])
+        self.register_buffer("field_of_column", field_of_column, False)
         self.multi_lengths = lengths
         n_fields = n_sparse + self.n_multi
         # interaction "dot": the dot product of every pair of field vectors joins the output (the
@@ -90,19 +96,28 @@ class FeatureInput(nn.Module):
 
     def forward(self, x: FeatureBatch, ids: Tensor | None = None) -> Tensor:
         """``ids`` replaces ``global_ids(x)``: rows of a compact table swapped in for ``embedding.weight``."""
-        emb = _lookup(self.embedding, self.global_ids(x) if ids is None else ids)  # (n, S + K, d)
+        ids = self.global_ids(x) if ids is None else ids
+        weight = self._slot_weights(x) if self.n_multi else None  # (n, K)
+        fields = self.embedding.pooled(ids, weight, self.field_of_column, self.n_sparse + self.n_multi)
+        if fields is not None:  # row mode: gathered and pooled by one kernel
+            return self._output(fields, x.dense)  # fields: (n, S + M, d)
+        emb = _lookup(self.embedding, ids)  # (n, S + K, d)
         if not self.n_multi:  # no slicing at all: a slice's backward fills a zero (n, S + K, d) tensor
             return self._output(emb, x.dense)
         single, multi = emb.split([self.n_sparse, emb.shape[1] - self.n_sparse], dim=1)
-        lengths = x.multi_lengths.index_select(1, self.field_of_slot)  # (n, K)
-        weight = (self.slot < lengths).to(emb.dtype)
-        if self.pooling == "mean":
-            weight = weight / lengths.clamp(min=1).to(emb.dtype)
         slots = multi * weight.unsqueeze(-1)  # (n, K, d)
         # one sum per field over its slots: 2-4x faster (forward + backward) than a matmul of the
         # transposed (n, d, K) slots with a (K, M) 0/1 matrix, which runs as n small products
         pooled = torch.stack([part.sum(1) for part in slots.split(self.multi_lengths, dim=1)], dim=1)
         return self._output(torch.cat([single, pooled], dim=1), x.dense)
+
+    def _slot_weights(self, x: FeatureBatch) -> Tensor:
+        """``(n, K)``: each multi-valued slot's weight in its field's pool, 0 past the true length."""
+        lengths = x.multi_lengths.index_select(1, self.field_of_slot)  # (n, K)
+        weight = (self.slot < lengths).to(self.embedding.weight.dtype)
+        if self.pooling == "mean":
+            weight = weight / lengths.clamp(min=1).to(weight.dtype)
+        return weight
 
     def _output(self, fields: Tensor, dense: Tensor) -> Tensor:
         """``fields``: ``(n, S + M, d)`` field vectors -> ``[flat fields, dense, pairwise dots]``."""
@@ -179,25 +194,76 @@ class ExpertGroup(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         for layer, (weight, bias, norm) in enumerate(zip(self.weights, self.biases, self.norms)):
             if layer == 0 and x.dim() == 2:  # shared input: all experts in one (n, in) x (in, E*out) matmul
-                h = (x @ weight.transpose(0, 1).reshape(weight.shape[1], -1)).view(
-                    x.shape[0], self.n_experts, -1
-                )
+                h = torch.addmm(bias.reshape(-1), x, weight.transpose(0, 1).reshape(weight.shape[1], -1))
             else:  # one input per expert: a batched matmul over experts
-                h = torch.bmm(x.transpose(0, 1), weight).transpose(0, 1)
-            h = h + bias
+                h = torch.baddbmm(bias.unsqueeze(1), x.transpose(0, 1), weight).transpose(0, 1)
+            # batch norm on the contiguous (n, E*out): on a strided view its CPU kernel is 5-7x slower
             if isinstance(norm, nn.BatchNorm1d):
-                h = norm(h.reshape(h.shape[0], -1)).reshape(h.shape)
+                h = norm(h.reshape(h.shape[0], -1))
             else:
-                h = norm(h)
-            x = self.dropout(F.relu(h))
+                h = norm(h.reshape(h.shape[0], self.n_experts, -1))
+            x = self.dropout(F.relu(h)).view(h.shape[0], self.n_experts, -1)
         return x
 
 
 def mix_experts(experts: Tensor, gate_logits: Tensor) -> Tensor:
-    """Softmax-gated sum of experts: ``(n, E, d)`` x ``(n, E)`` -> ``(n, d)``."""
+    """Softmax-gated sum of experts: ``(n, E, d)`` x ``(n, E)`` -> ``(n, d)`` (twice differentiable)."""
     weights = gate_logits.softmax(dim=-1).to(experts.dtype)
     # a broadcast product and a sum: a bmm here runs n separate (1, E) x (E, d) products (3-5x slower)
     return (weights.unsqueeze(-1) * experts).sum(1)
+
+
+def gate_weights(gates: Sequence[nn.Linear], inputs: Sequence[Tensor]) -> Tensor:
+    """Every gate's softmax over its experts, gate-major: ``(T, G, n)`` for ``T`` gates of width ``G``.
+
+    Gate ``t`` reads ``inputs[t]`` ``(n, in)``; gates reading the same tensor share one matmul. The layout
+    puts rows last: torch's CPU softmax over a last dimension of 8 costs 20x its ``exp`` (AVX-512), over a
+    middle one it runs vectorised across rows.
+    """
+    runs: list[tuple[list[nn.Linear], Tensor]] = []  # consecutive gates on one input
+    for gate, x in zip(gates, inputs, strict=True):
+        if runs and runs[-1][1] is x:
+            runs[-1][0].append(gate)
+        else:
+            runs.append(([gate], x))
+    logits = [  # (run width, n): W x^T + b
+        torch.addmm(torch.cat([g.bias for g in run]).unsqueeze(1), torch.cat([g.weight for g in run]), x.t())
+        for run, x in runs
+    ]
+    return torch.cat(logits).view(len(gates), -1, inputs[0].shape[0]).softmax(dim=1)
+
+
+def mix_expert_subsets(experts: Tensor, weights: Tensor, select: Tensor) -> Tensor:
+    """Several gates at once: gate ``t``'s ``weights[t]`` ``(G, n)`` mix experts ``select[t]``.
+
+    ``experts`` ``(n, E, d)``, ``weights`` ``(T, G, n)`` (``gate_weights``), ``select`` ``(T, G)`` expert
+    indices -> ``(n, T, d)``. On the CPU in float32 one C kernel, forward and backward (torch runs the
+    broadcast product and its backward as several passes); elsewhere the same arithmetic in torch. Once
+    differentiable on the kernel's path: for MMoE/PLE, not MetaHeac.
+    """
+    if row_kernels.native(experts, weights):
+        return _mix_natively(experts, weights.to(experts.dtype), select)
+    chosen = experts.index_select(1, select.reshape(-1)).view(experts.shape[0], *select.shape, -1)
+    return (weights.permute(2, 0, 1).to(experts.dtype).unsqueeze(-1) * chosen).sum(2)
+
+
+@torch.compiler.disable
+def _mix_natively(experts: Tensor, weights: Tensor, select: Tensor) -> Tensor:
+    return _MixExpertSubsets.apply(experts, weights, select)
+
+
+class _MixExpertSubsets(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, experts: Tensor, weights: Tensor, select: Tensor) -> Tensor:
+        ctx.save_for_backward(weights, experts, select)
+        return row_kernels.mix_experts(experts, weights, select)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, None]:
+        weights, experts, select = ctx.saved_tensors
+        grad_weights, grad_experts = row_kernels.mix_experts_backward(grad, weights, experts, select)
+        return grad_experts, grad_weights, None
 
 
 def initialise(module: nn.Module, embed_init_std: float) -> None:

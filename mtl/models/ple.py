@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from mtl.config import PleParams
 from mtl.models.base import ModelSpec, MultiTaskModel
-from mtl.models.layers import ExpertGroup, FeatureBatch, Tower, mix_experts
+from mtl.models.layers import ExpertGroup, FeatureBatch, Tower, gate_weights, mix_expert_subsets
 
 
 class _Level(nn.Module):
@@ -26,8 +26,10 @@ class _Level(nn.Module):
         n_experts = n_tasks * s + h
         self.experts = ExpertGroup(in_dim, n_experts, params.expert_dims, params.dropout, params.norm)
         shared = list(range(n_tasks * s, n_experts))
-        for k in range(n_tasks):
-            self.register_buffer(f"select_{k}", torch.tensor([*range(k * s, k * s + s), *shared]), False)
+        # row k: the experts task k's gate mixes; the shared gate mixes all
+        select = torch.tensor([[*range(k * s, k * s + s), *shared] for k in range(n_tasks)])
+        self.register_buffer("task_select", select, False)
+        self.register_buffer("shared_select", torch.arange(n_experts).unsqueeze(0), False)
         # which representation each expert reads at levels >= 2: its task's, or (index n_tasks) the shared
         self.register_buffer(
             "source", torch.tensor([k for k in range(n_tasks) for _ in range(s)] + [n_tasks] * h)
@@ -43,12 +45,11 @@ class _Level(nn.Module):
             experts = self.experts(inputs[0])
         else:
             experts = self.experts(torch.stack(inputs, dim=1).index_select(1, self.source))
-        outputs = [
-            mix_experts(experts.index_select(1, getattr(self, f"select_{k}")), gate(inputs[k]))
-            for k, gate in enumerate(self.task_gates)
-        ]
+        task_weights = gate_weights(self.task_gates, inputs[: self.n_tasks])  # (T, s + h, n)
+        outputs = list(mix_expert_subsets(experts, task_weights, self.task_select).unbind(1))
         if self.shared_gate is not None:
-            outputs.append(mix_experts(experts, self.shared_gate(inputs[-1])))
+            shared_weights = gate_weights([self.shared_gate], inputs[-1:])  # (1, E, n)
+            outputs.append(mix_expert_subsets(experts, shared_weights, self.shared_select).squeeze(1))
         return outputs
 
 

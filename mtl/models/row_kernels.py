@@ -1,11 +1,15 @@
-"""Small C kernels for the row-wise embedding path, compiled at first use with the system C compiler.
+"""Small C kernels for the row-wise embedding path and expert gating, compiled at first use with the system
+C compiler.
 
-Four loops that torch runs as several passes with temporaries: the distinct rows of a batch with the
-inverse map (a marker array instead of a sort), the sum of the looked-up rows' gradients per distinct
-row (one pass instead of a scatter), and the lazy Adam / Adagrad update of touched rows
-(each row read and written once instead of gathered, updated and scattered per state tensor). The shared
-library is cached under ``<state dir>/kernels`` keyed by the source's hash. Without a compiler, on
-anything but contiguous float32 CPU tensors, or with ``MTL_NATIVE_KERNELS=0``, callers get ``None`` and
+Loops that torch runs as several passes with temporaries, or as many tiny ops at the shapes these models
+have: the distinct rows of a batch with the inverse map (a marker array instead of a sort), the
+per-field weighted sums of the looked-up rows and, backward, each distinct row's gradient (one pass each
+instead of a gather, a product, a split-and-sum and a scatter), the lazy Adam / Adagrad update of touched
+rows (each row read and written once), and gated mixtures of experts with their backward. Loops over
+independent rows run on ``torch.get_num_threads()`` OpenMP threads where the compiler has OpenMP; the
+gradient scatter into shared rows stays serial. The shared library is cached under
+``<state dir>/kernels`` keyed by the source's hash. Without a compiler, on anything but float32 CPU
+tensors, or with ``MTL_NATIVE_KERNELS=0``, callers get ``None``/``False`` (or ``native()`` says no) and
 use their pure-torch path, which computes the same values.
 """
 
@@ -29,6 +33,16 @@ log = logging.getLogger(__name__)
 SOURCE = r"""
 #include <math.h>
 #include <stdint.h>
+#define PRAGMA(text) _Pragma(#text)
+#ifdef _OPENMP
+#define PARALLEL(threads, work) PRAGMA(omp parallel for num_threads(threads) if (work))
+#else
+#define PARALLEL(threads, work)
+#endif
+/* a vectorised sum (in another order than the loop's): -fopenmp-simd, with or without OpenMP threads */
+#define SIMD_SUM(total) PRAGMA(omp simd reduction(+ : total))
+/* below this many floats of work a loop runs on one thread: waking the others costs more */
+#define GRAIN 32768
 
 /* distinct ids in first-seen order and each id's position among them; marker: -1 per table row,
    left at -1 on return */
@@ -56,9 +70,11 @@ void sum_rows(const float *restrict g, const int64_t *restrict inverse, int64_t 
 
 /* lazy Adam (torch.optim.SparseAdam's arithmetic) with L2 on the touched rows */
 /* moments: per table row, the d first moments then the d second moments */
+/* ids are distinct, so rows update independently */
 void adam_rows(float *restrict w, float *restrict moments, const int64_t *restrict ids,
                const float *restrict g, int64_t u, int64_t d,
-               float step_size, float beta1, float beta2, float eps, float decay) {
+               float step_size, float beta1, float beta2, float eps, float decay, int threads) {
+    PARALLEL(threads, u * d > GRAIN)
     for (int64_t k = 0; k < u; k++) {
         float *wk = w + ids[k] * d;
         float *m = moments + ids[k] * 2 * d, *v = m + d;
@@ -77,7 +93,8 @@ void adam_rows(float *restrict w, float *restrict moments, const int64_t *restri
 /* Adagrad (torch.optim.Adagrad, no lr decay) with L2 on the touched rows */
 void adagrad_rows(float *restrict w, float *restrict s, const int64_t *restrict ids,
                   const float *restrict g, int64_t u, int64_t d,
-                  float lr, float eps, float decay) {
+                  float lr, float eps, float decay, int threads) {
+    PARALLEL(threads, u * d > GRAIN)
     for (int64_t k = 0; k < u; k++) {
         int64_t row = ids[k] * d;
         const float *gk = g + k * d;
@@ -89,19 +106,105 @@ void adagrad_rows(float *restrict w, float *restrict s, const int64_t *restrict 
         }
     }
 }
+
+/* out[i, b] = sum over the columns k of bag b (bag[k] == b): w[i, k] * rows[inverse[i, k]], where
+   w[i, k] = weight[i, k - (c - wc)] for the last wc columns and 1 before them; out is (n, bags, d), the
+   columns of a bag summed in column order */
+void pool_rows(const float *restrict rows, const int64_t *restrict inverse, const float *restrict weight,
+               int64_t wc, const int64_t *restrict bag, int64_t n, int64_t c, int64_t bags, int64_t d,
+               float *restrict out, int threads) {
+    PARALLEL(threads, n * c * d > GRAIN)
+    for (int64_t i = 0; i < n; i++) {
+        float *o = out + i * bags * d;
+        for (int64_t j = 0; j < bags * d; j++) o[j] = 0.0f;
+        for (int64_t k = 0; k < c; k++) {
+            float wk = k < c - wc ? 1.0f : weight[i * wc + k - (c - wc)];
+            const float *r = rows + inverse[i * c + k] * d;
+            float *ok = o + bag[k] * d;
+            for (int64_t j = 0; j < d; j++) ok[j] += wk * r[j];
+        }
+    }
+}
+
+/* pool_rows' backward: grad_rows[inverse[i, k]] += weight[i, k] * grad[i, bag[k]]; serial, since rows
+   are shared between lookups */
+void pool_rows_backward(const float *restrict grad, const int64_t *restrict inverse,
+                        const float *restrict weight, int64_t wc, const int64_t *restrict bag, int64_t n,
+                        int64_t c, int64_t bags, int64_t d, float *restrict grad_rows) {
+    for (int64_t i = 0; i < n; i++) {
+        const float *g = grad + i * bags * d;
+        for (int64_t k = 0; k < c; k++) {
+            float wk = k < c - wc ? 1.0f : weight[i * wc + k - (c - wc)];
+            float *o = grad_rows + inverse[i * c + k] * d;
+            const float *gk = g + bag[k] * d;
+            for (int64_t j = 0; j < d; j++) o[j] += wk * gk[j];
+        }
+    }
+}
+
+/* gated mixtures: out[i, t] = sum_k w[t, k, i] * experts[i, select[t, k]] for row i and gate t over its g
+   experts select[t, :] (of e, width d); w: (t, g, n), each gate's weights of every row side by side */
+void mix_experts(const float *restrict w, const float *restrict experts, const int64_t *restrict select,
+                 int64_t n, int64_t t, int64_t g, int64_t e, int64_t d, float *restrict out, int threads) {
+    PARALLEL(threads, n * t * g * d > GRAIN)
+    for (int64_t i = 0; i < n; i++) {
+        const float *x = experts + i * e * d;
+        for (int64_t task = 0; task < t; task++) {
+            float *o = out + (i * t + task) * d;
+            for (int64_t j = 0; j < d; j++) o[j] = 0.0f;
+            for (int64_t k = 0; k < g; k++) {
+                const float *xk = x + select[task * g + k] * d;
+                float wk = w[(task * g + k) * n + i];
+                for (int64_t j = 0; j < d; j++) o[j] += wk * xk[j];
+            }
+        }
+    }
+}
+
+/* mix_experts' backward: the gradients of w (same layout) and of the experts */
+void mix_experts_backward(const float *restrict grad, const float *restrict w,
+                          const float *restrict experts, const int64_t *restrict select,
+                          int64_t n, int64_t t, int64_t g, int64_t e, int64_t d,
+                          float *restrict grad_w, float *restrict grad_experts, int threads) {
+    PARALLEL(threads, n * t * g * d > GRAIN)
+    for (int64_t i = 0; i < n; i++) {
+        const float *x = experts + i * e * d;
+        float *gx = grad_experts + i * e * d;
+        for (int64_t j = 0; j < e * d; j++) gx[j] = 0.0f;
+        for (int64_t task = 0; task < t; task++) {
+            const float *go = grad + (i * t + task) * d;
+            for (int64_t k = 0; k < g; k++) {
+                const float *xk = x + select[task * g + k] * d;
+                float *gxk = gx + select[task * g + k] * d;
+                float wk = w[(task * g + k) * n + i], dot = 0.0f;
+                SIMD_SUM(dot)
+                for (int64_t j = 0; j < d; j++) dot += go[j] * xk[j];
+                for (int64_t j = 0; j < d; j++) gxk[j] += wk * go[j];
+                grad_w[(task * g + k) * n + i] = dot;
+            }
+        }
+    }
+}
 """
 
 # no -march=native: the cached library must run on any x86-64/arm64 that shares the state directory;
-# -fno-math-errno lets sqrtf vectorise
-FLAGS = ["-O3", "-fno-math-errno", "-fPIC", "-shared", "-std=c99"]
+# -fno-math-errno lets sqrtf vectorise, -fopenmp-simd a marked sum. OpenMP threads where the compiler has
+# them, else the same loops serial.
+FLAGS = ["-O3", "-fno-math-errno", "-fopenmp-simd", "-fPIC", "-shared", "-std=c99"]
+OPENMP = ["-fopenmp"]
 _P = ctypes.c_void_p
 _I = ctypes.c_int64
 _F = ctypes.c_float
+_T = ctypes.c_int
 SIGNATURES = {
     "unique_rows": ([_P, _I, _P, _P, _P], _I),
     "sum_rows": ([_P, _P, _I, _I, _P], None),
-    "adam_rows": ([_P, _P, _P, _P, _I, _I, _F, _F, _F, _F, _F], None),
-    "adagrad_rows": ([_P, _P, _P, _P, _I, _I, _F, _F, _F], None),
+    "adam_rows": ([_P, _P, _P, _P, _I, _I, _F, _F, _F, _F, _F, _T], None),
+    "adagrad_rows": ([_P, _P, _P, _P, _I, _I, _F, _F, _F, _T], None),
+    "pool_rows": ([_P, _P, _P, _I, _P, _I, _I, _I, _I, _P, _T], None),
+    "pool_rows_backward": ([_P, _P, _P, _I, _P, _I, _I, _I, _I, _P], None),
+    "mix_experts": ([_P, _P, _P, _I, _I, _I, _I, _I, _P, _T], None),
+    "mix_experts_backward": ([_P, _P, _P, _P, _I, _I, _I, _I, _I, _P, _P, _T], None),
 }
 
 
@@ -114,27 +217,36 @@ def library() -> ctypes.CDLL | None:
     if compiler is None:
         log.info("no C compiler found: embedding rows are updated by the pure-torch path")
         return None
+    errors = []
+    for flags in ([*FLAGS, *OPENMP], FLAGS):
+        try:
+            lib = ctypes.CDLL(str(_build(compiler, flags)))
+        except (OSError, subprocess.CalledProcessError) as error:
+            errors.append(str(error))
+            continue
+        for name, (arguments, result) in SIGNATURES.items():
+            function = getattr(lib, name)
+            function.argtypes, function.restype = arguments, result
+        return lib
+    log.warning("C kernels unavailable (%s): the pure-torch path runs instead", "; ".join(errors))
+    return None
+
+
+def _build(compiler: str, flags: list[str]) -> Path:
+    """The shared library for ``flags``, compiled once into the state directory."""
     from mtl.paths import state_dir
 
-    digest = hashlib.sha256((SOURCE + " ".join(FLAGS)).encode()).hexdigest()[:16]
+    digest = hashlib.sha256((SOURCE + " ".join(flags)).encode()).hexdigest()[:16]
     target = state_dir() / "kernels" / f"row_kernels-{digest}.so"
-    try:
-        if not target.is_file():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
-                source, built = Path(scratch) / "row_kernels.c", Path(scratch) / "row_kernels.so"
-                source.write_text(SOURCE)
-                command = [compiler, *FLAGS, "-o", str(built), str(source), "-lm"]
-                subprocess.run(command, check=True, capture_output=True, text=True)
-                built.replace(target)  # atomic: a concurrent build ends with one complete file
-        lib = ctypes.CDLL(str(target))
-    except (OSError, subprocess.CalledProcessError) as error:
-        log.warning("C kernels unavailable (%s): embedding rows are updated by the pure-torch path", error)
-        return None
-    for name, (arguments, result) in SIGNATURES.items():
-        function = getattr(lib, name)
-        function.argtypes, function.restype = arguments, result
-    return lib
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+            source, built = Path(scratch) / "row_kernels.c", Path(scratch) / "row_kernels.so"
+            source.write_text(SOURCE)
+            command = [compiler, *flags, "-o", str(built), str(source), "-lm"]
+            subprocess.run(command, check=True, capture_output=True, text=True)
+            built.replace(target)  # atomic: a concurrent build ends with one complete file
+    return target
 
 
 def _usable(*tensors: Tensor) -> bool:
@@ -178,7 +290,7 @@ def adam_rows(weight, moments, ids, grad, *, step_size, beta1, beta2, eps, decay
         return False
     library().adam_rows(
         weight.data_ptr(), moments.data_ptr(), ids.data_ptr(), grad.data_ptr(),
-        len(ids), weight.shape[1], step_size, beta1, beta2, eps, decay,
+        len(ids), weight.shape[1], step_size, beta1, beta2, eps, decay, torch.get_num_threads(),
     )  # fmt: skip
     return True
 
@@ -189,6 +301,81 @@ def adagrad_rows(weight, total, ids, grad, *, lr, eps, decay) -> bool:
         return False
     library().adagrad_rows(
         weight.data_ptr(), total.data_ptr(), ids.data_ptr(), grad.data_ptr(), len(ids), weight.shape[1],
-        lr, eps, decay,
+        lr, eps, decay, torch.get_num_threads(),
     )  # fmt: skip
     return True
+
+
+def native(*tensors: Tensor) -> bool:
+    """Whether the kernels below can take these float tensors: built, on the CPU, in float32."""
+    return all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors) and library() is not None
+
+
+def _address(tensor: Tensor | None) -> int | None:
+    return None if tensor is None else tensor.data_ptr()
+
+
+def _contiguous(*tensors: Tensor | None) -> list[Tensor | None]:
+    return [None if t is None else t.contiguous() for t in tensors]
+
+
+def _width(weight: Tensor | None) -> int:
+    return 0 if weight is None else weight.shape[1]
+
+
+# The four below assume ``native`` holds for their float tensors (the callers check).
+
+
+def pool_rows(rows: Tensor, inverse: Tensor, weight: Tensor | None, bag: Tensor, bags: int) -> Tensor:
+    """``(n, bags, d)``: per row of ``inverse`` ``(n, c)`` (int64), the sum of ``rows[inverse]`` over the
+    columns of each bag (``bag``: ``(c,)`` int64 column -> bag), the last ``weight.shape[1]`` columns
+    weighted by ``weight`` (None: no column is)."""
+    rows, inverse, weight, bag = _contiguous(rows, inverse, weight, bag)
+    (n, c), d = inverse.shape, rows.shape[1]
+    out = rows.new_empty(n, bags, d)
+    library().pool_rows(
+        rows.data_ptr(), inverse.data_ptr(), _address(weight), _width(weight), bag.data_ptr(), n, c, bags, d,
+        out.data_ptr(), torch.get_num_threads(),
+    )  # fmt: skip
+    return out
+
+
+def pool_rows_backward(
+    grad: Tensor, inverse: Tensor, weight: Tensor | None, bag: Tensor, distinct: int
+) -> Tensor:
+    """The gradient of ``pool_rows`` with respect to its ``(distinct, d)`` rows."""
+    grad, inverse, weight, bag = _contiguous(grad, inverse, weight, bag)
+    n, c = inverse.shape
+    out = grad.new_zeros(distinct, grad.shape[2])
+    library().pool_rows_backward(
+        grad.data_ptr(), inverse.data_ptr(), _address(weight), _width(weight), bag.data_ptr(), n, c,
+        grad.shape[1], grad.shape[2], out.data_ptr(),
+    )  # fmt: skip
+    return out
+
+
+def mix_experts(experts: Tensor, weights: Tensor, select: Tensor) -> Tensor:
+    """``(n, t, d)``: gate ``t``'s mixture of ``experts`` ``(n, e, d)`` ``select[t]`` (``(t, g)`` int64) with
+    ``weights`` ``(t, g, n)``."""
+    experts, weights, select = _contiguous(experts, weights, select)
+    (n, e, d), (t, g) = experts.shape, select.shape
+    out = experts.new_empty(n, t, d)
+    library().mix_experts(
+        weights.data_ptr(), experts.data_ptr(), select.data_ptr(), n, t, g, e, d, out.data_ptr(),
+        torch.get_num_threads(),
+    )  # fmt: skip
+    return out
+
+
+def mix_experts_backward(
+    grad: Tensor, weights: Tensor, experts: Tensor, select: Tensor
+) -> tuple[Tensor, Tensor]:
+    """(gradient of the weights, of the experts) of ``mix_experts``."""
+    grad, weights, experts, select = _contiguous(grad, weights, experts, select)
+    (n, e, d), (t, g) = experts.shape, select.shape
+    grad_weights, grad_experts = weights.new_empty(t, g, n), experts.new_empty(n, e, d)
+    library().mix_experts_backward(
+        grad.data_ptr(), weights.data_ptr(), experts.data_ptr(), select.data_ptr(), n, t, g, e, d,
+        grad_weights.data_ptr(), grad_experts.data_ptr(), torch.get_num_threads(),
+    )  # fmt: skip
+    return grad_weights, grad_experts
