@@ -86,6 +86,7 @@ class AliccpParams(Section):
     synthetic: AliccpSynthetic
     prepare: AliccpPrepare
     validation: DatasetValidationParams
+    train: dict[str, Any] = {}  # train.* keys for this dataset's models only (Params.for_dataset)
 
 
 class CensusSynthetic(Section):
@@ -108,6 +109,7 @@ class CensusParams(Section):
     synthetic: CensusSynthetic
     prepare: CensusPrepare
     validation: DatasetValidationParams
+    train: dict[str, Any] = {}  # train.* keys for this dataset's models only (Params.for_dataset)
 
 
 class LookalikeSynthetic(Section):
@@ -142,6 +144,7 @@ class LookalikeParams(Section):
     synthetic: LookalikeSynthetic
     prepare: LookalikePrepare
     validation: DatasetValidationParams
+    train: dict[str, Any] = {}  # train.* keys for this dataset's models only (Params.for_dataset)
 
 
 class DatasetsParams(Section):
@@ -376,6 +379,7 @@ class Params(Section):
                 for task, rate in getattr(settings, key).items():
                     if rate.min > rate.max:
                         raise ValueError(f"datasets.{name}.validation.{key}.{task}: min > max")
+            self.for_dataset(name)  # its train overrides are train keys with valid values
         return self
 
     def dataset(self, name: str) -> AliccpParams | CensusParams | LookalikeParams:
@@ -385,6 +389,24 @@ class Params(Section):
             raise ConfigError(
                 f"unknown dataset {name!r}; expected one of {sorted(DatasetsParams.model_fields)}"
             ) from None
+
+    def for_dataset(self, name: str) -> Params:
+        """These parameters with ``datasets.<name>.train`` laid over ``train``: what a model of dataset
+        ``name`` trains and is scored with."""
+        overrides = self.dataset(name).train
+        if not overrides:
+            return self
+        unknown = sorted(set(overrides) - set(TrainParams.model_fields))
+        if unknown:
+            raise ConfigError(
+                f"datasets.{name}.train: unknown key(s) {unknown}; expected keys of train: "
+                f"{sorted(TrainParams.model_fields)}"
+            )
+        try:
+            train = TrainParams.model_validate({**self.train.model_dump(), **overrides})
+        except ValidationError as error:
+            raise ConfigError(f"datasets.{name}.train: {error}") from None
+        return self.model_copy(update={"train": train})
 
     def model(self, name: str) -> ModelParams:
         """The hyperparameters of model ``name`` (``models.<name>``)."""
@@ -504,6 +526,13 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, parsed
 
 
+def _open_mapping_keys(path: list[str]) -> set[str]:
+    """Keys an override may add at ``path``: ``datasets.<dataset>.train`` takes any key of ``train``."""
+    if len(path) == 3 and path[0] == "datasets" and path[2] == "train":
+        return set(TrainParams.model_fields)
+    return set()
+
+
 def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
     """Return a copy of ``data`` with dotted keys replaced; every key must already exist."""
     result = _deep_copy(data)
@@ -511,9 +540,13 @@ def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> dict[
         node: Any = result
         parts = dotted.split(".")
         for depth, part in enumerate(parts):
+            open_keys = _open_mapping_keys(parts[:depth])
+            if isinstance(node, dict) and part not in node and part in open_keys and depth == len(parts) - 1:
+                node[part] = value  # a new key where any key of its schema may go (datasets.<d>.train)
+                continue
             if not isinstance(node, dict) or part not in node:
                 where = ".".join(parts[:depth]) or "the top level"
-                choices = sorted(node) if isinstance(node, dict) else []
+                choices = sorted(set(node) | open_keys) if isinstance(node, dict) else []
                 hint = difflib.get_close_matches(part, choices, n=1)
                 suggestion = f" (did you mean {'.'.join([*parts[:depth], hint[0]])!r}?)" if hint else ""
                 raise ConfigError(

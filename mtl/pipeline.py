@@ -262,6 +262,7 @@ def train(
     (``mlflow_run_id``) and in the model directory's ``tracking.json``.
     """
     catalog.check(dataset, model)  # before any MLflow run or folder exists
+    params = params.for_dataset(dataset)
     _recover_inputs(data_dir, dataset)
     load_metadata(paths.prepared_dir(data_dir, dataset))  # prepared data there: else a clear error
     run_context = {**_environment_run_context(), **(run_context or {})}
@@ -497,6 +498,7 @@ def evaluate(
     training run (``mlflow_run_id``, else the one in the model directory's ``tracking.json``).
     """
     catalog.check(dataset, model, split)
+    params = params.for_dataset(dataset)
     _require_trained(data_dir, dataset, model)
     if not params.tracking.enabled:
         result = _score_staged(dataset, model, data_dir=data_dir, params=params, split=split)

@@ -249,3 +249,16 @@ def test_more_epochs_continue_a_finished_run(data_dir):
     more = pipeline.train("census", "ple", data_dir=data_dir, params=small_params("train.epochs=2"))
     assert more["training"]["resumed_from_epoch"] == 1
     assert more["training"]["epochs_run"] == 2
+
+
+def test_a_datasets_own_train_keys_reach_its_models_only(data_dir):
+    """datasets.<dataset>.train lays train.* keys over train: for that dataset's models (Params.for_dataset)."""
+    params = small_params(
+        "train.epochs=3", "train.early_stopping.patience=5", "datasets.census.train.epochs=1"
+    )
+    assert params.for_dataset("census").train.epochs == 1
+    assert params.for_dataset("aliccp").train.epochs == 3 and params.for_dataset("aliccp") is params
+    census = pipeline.train("census", "shared_bottom", data_dir=data_dir, params=params)
+    aliccp = pipeline.train("aliccp", "shared_bottom", data_dir=data_dir, params=params)
+    assert census["training"]["epochs_run"] == 1
+    assert aliccp["training"]["epochs_run"] == 3
