@@ -37,13 +37,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import well_specified  # noqa: E402  (benchmarks/)
+
 from mtl import paths, pipeline  # noqa: E402
 from mtl.baselines import logistic_baseline  # noqa: E402
 from mtl.config import load_params  # noqa: E402
 from mtl.datasets.prepared import DatasetMetadata, load_metadata  # noqa: E402
 from mtl.evaluation import oracle_aucs  # noqa: E402
-
-import well_specified  # noqa: E402  (benchmarks/)
 
 # the generator's own model, per synthetic dataset that has one: test AUC per output
 WELL_SPECIFIED = {"aliccp": lambda prepared: {"click": well_specified.fit(prepared)}}

@@ -60,7 +60,8 @@ class GeneratorModel(nn.Module):
         self.bias = nn.Parameter(torch.zeros(()))
         # the prior sigma of every table, on the logit scale
         self.priors: list[tuple[Tensor, float]] = [
-            (table.weight, SIGNAL * LINEAR[f]) for table, f in zip(self.linear, [f for f in LINEAR if f in sparse])
+            (table.weight, SIGNAL * LINEAR[f])
+            for table, f in zip(self.linear, [f for f in LINEAR if f in sparse])
         ]
         self.priors += [(table.weight, EFFECTS["taste"]) for table in self.taste]
         self.priors += [
@@ -102,7 +103,8 @@ def fit(prepared: Path, *, epochs: int = 10, batch: int = 4096, lr: float = 0.01
     torch.manual_seed(seed)
     model = GeneratorModel(metadata)
     splits = {
-        s: _tensors(read_split(prepared, s, metadata), model.history_column) for s in ("train", "valid", "test")
+        s: _tensors(read_split(prepared, s, metadata), model.history_column)
+        for s in ("train", "valid", "test")
     }
     *inputs, y = splits["train"]
     rows = y.shape[0]

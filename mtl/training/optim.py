@@ -4,8 +4,9 @@ With sparse gradients a step costs O(rows in the batch), not O(vocabulary): a 1.
 swept every step. ``train.embedding_optimizer`` picks lazy Adam (``RowAdam``, SparseAdam's arithmetic:
 moments of untouched rows do not decay, the usual choice for recommendation embeddings) or Adagrad
 (``RowAdagrad``); ``train.embedding_weight_decay`` is an L2 term on the touched rows at each use, and
-``train.embedding_row_decay`` one per epoch on every row, spread over its uses (``scale_embedding_decay``). With dense gradients (NCCL) the same choice
-runs as torch's AdamW/Adagrad over the whole table, decay on every row.
+``train.embedding_row_decay`` one per epoch on every row, spread over its uses (``scale_embedding_decay``).
+With dense gradients (NCCL) the same choice runs as torch's AdamW/Adagrad over the whole table, decay on
+every row.
 """
 
 from __future__ import annotations

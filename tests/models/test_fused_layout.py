@@ -24,16 +24,6 @@ CASES = [
 ]
 
 
-@pytest.fixture(params=["native", "torch"])
-def kernels(request, monkeypatch):
-    """Every test runs with the C kernels and with the pure-torch path."""
-    if request.param == "native":
-        assert row_kernels.library() is not None, "the C kernels did not build (is a C compiler installed?)"
-    else:
-        monkeypatch.setattr(row_kernels, "library", lambda: None)
-    return request.param
-
-
 def reference_input(layer, x: FeatureBatch) -> Tensor:
     """Every field's rows looked up; a multi-valued field averages (or sums) its first ``length`` slots."""
     # one lookup of all columns: torch sums many sparse lookups of one table into a dense gradient

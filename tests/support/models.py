@@ -64,3 +64,15 @@ def data_dir(tmp_path: Path, prepared_root: Path) -> Path:
     for dataset in ("aliccp", "census"):
         link_prepared(tmp_path, prepared_root / dataset, dataset)
     return tmp_path
+
+
+@pytest.fixture(params=["native", "torch"])
+def kernels(request, monkeypatch):
+    """A test using it runs twice: with the C kernels (``mtl.models.row_kernels``) and the torch path."""
+    from mtl.models import row_kernels
+
+    if request.param == "native":
+        assert row_kernels.library() is not None, "the C kernels did not build (is a C compiler installed?)"
+    else:
+        monkeypatch.setattr(row_kernels, "library", lambda: None)
+    return request.param

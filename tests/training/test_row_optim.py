@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mtl.datasets.prepared import load_metadata, read_split
-from mtl.models import build_model, row_kernels
+from mtl.models import build_model
 from mtl.models.embedding import RowEmbedding
 from mtl.training.data import TensorSplit, prefetched
 from mtl.training.optim import build_optimizers, scale_embedding_decay, use_sparse_embeddings
@@ -40,16 +40,6 @@ def esmm_losses(prepared_root, *, rows: bool, steps: int = 25) -> list[float]:
             optimizer.step()
         losses.append(loss.item())
     return losses
-
-
-@pytest.fixture(params=["native", "torch"])
-def kernels(request, monkeypatch):
-    """Every row test runs with the C kernels and with the pure-torch path."""
-    if request.param == "native":
-        assert row_kernels.library() is not None, "the C kernels did not build (is a C compiler installed?)"
-    else:
-        monkeypatch.setattr(row_kernels, "library", lambda: None)
-    return request.param
 
 
 def test_row_adam_follows_the_sparse_adam_loss_curve(prepared_root, kernels):

@@ -252,12 +252,13 @@ def test_more_epochs_continue_a_finished_run(data_dir):
 
 
 def test_a_datasets_own_train_keys_reach_its_models_only(data_dir):
-    """datasets.<dataset>.train lays train.* keys over train: for that dataset's models (Params.for_dataset)."""
+    """datasets.<dataset>.train lays train.* keys over train: for that dataset's models only."""
     params = small_params(
         "train.epochs=3", "train.early_stopping.patience=5", "datasets.census.train.epochs=1"
     )
     assert params.for_dataset("census").train.epochs == 1
-    assert params.for_dataset("aliccp").train.epochs == 3 and params.for_dataset("aliccp") is params
+    assert params.for_dataset("aliccp").train.epochs == 3
+    assert params.for_dataset("aliccp") is params
     census = pipeline.train("census", "shared_bottom", data_dir=data_dir, params=params)
     aliccp = pipeline.train("aliccp", "shared_bottom", data_dir=data_dir, params=params)
     assert census["training"]["epochs_run"] == 1

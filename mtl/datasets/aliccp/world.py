@@ -108,7 +108,9 @@ class World:
         self.profile[rng.random(users) < 0.3, PROFILE.index("126")] = -1  # often absent, as in the sample
         self.history = {h: ragged(rng, users, s[h], 0.1, 2.5) for h in HISTORIES}
         self.history_keys = {h: self._keys(*self.history[h], s[h]) for h in HISTORIES}
-        self.item_field = {f: draw(rng, zipf_cdf(s[f], CATEGORY_EXPONENT), items) for f in ("206", "207", "216")}
+        self.item_field = {
+            f: draw(rng, zipf_cdf(s[f], CATEGORY_EXPONENT), items) for f in ("206", "207", "216")
+        }
         self.item_intents = ragged(rng, items, s["210"], 0.0, 1.0)
         self.items_by_category = np.argsort(self.item_field["206"], kind="stable")
         self.category_start = np.searchsorted(
