@@ -68,19 +68,22 @@ void sum_rows(const float *restrict g, const int64_t *restrict inverse, int64_t 
     }
 }
 
-/* lazy Adam (torch.optim.SparseAdam's arithmetic) with L2 on the touched rows */
+/* lazy Adam (torch.optim.SparseAdam's arithmetic) with L2 on the touched rows: row_decay[row] per row,
+   or decay for all where row_decay is NULL */
 /* moments: per table row, the d first moments then the d second moments */
 /* ids are distinct, so rows update independently */
 void adam_rows(float *restrict w, float *restrict moments, const int64_t *restrict ids,
                const float *restrict g, int64_t u, int64_t d,
-               float step_size, float beta1, float beta2, float eps, float decay, int threads) {
+               float step_size, float beta1, float beta2, float eps, float decay,
+               const float *restrict row_decay, int threads) {
     PARALLEL(threads, u * d > GRAIN)
     for (int64_t k = 0; k < u; k++) {
         float *wk = w + ids[k] * d;
         float *m = moments + ids[k] * 2 * d, *v = m + d;
         const float *gk = g + k * d;
+        float dk = row_decay ? row_decay[ids[k]] : decay;
         for (int64_t j = 0; j < d; j++) {
-            float grad = gk[j] + decay * wk[j];
+            float grad = gk[j] + dk * wk[j];
             float mj = m[j], vj = v[j];
             mj += (grad - mj) * (1.0f - beta1);
             vj += (grad * grad - vj) * (1.0f - beta2);
@@ -90,16 +93,17 @@ void adam_rows(float *restrict w, float *restrict moments, const int64_t *restri
     }
 }
 
-/* Adagrad (torch.optim.Adagrad, no lr decay) with L2 on the touched rows */
+/* Adagrad (torch.optim.Adagrad, no lr decay) with L2 on the touched rows (as adam_rows) */
 void adagrad_rows(float *restrict w, float *restrict s, const int64_t *restrict ids,
                   const float *restrict g, int64_t u, int64_t d,
-                  float lr, float eps, float decay, int threads) {
+                  float lr, float eps, float decay, const float *restrict row_decay, int threads) {
     PARALLEL(threads, u * d > GRAIN)
     for (int64_t k = 0; k < u; k++) {
         int64_t row = ids[k] * d;
         const float *gk = g + k * d;
+        float dk = row_decay ? row_decay[ids[k]] : decay;
         for (int64_t j = 0; j < d; j++) {
-            float grad = gk[j] + decay * w[row + j];
+            float grad = gk[j] + dk * w[row + j];
             float sj = s[row + j] + grad * grad;
             s[row + j] = sj;
             w[row + j] -= lr * grad / (sqrtf(sj) + eps);
@@ -199,8 +203,8 @@ _T = ctypes.c_int
 SIGNATURES = {
     "unique_rows": ([_P, _I, _P, _P, _P], _I),
     "sum_rows": ([_P, _P, _I, _I, _P], None),
-    "adam_rows": ([_P, _P, _P, _P, _I, _I, _F, _F, _F, _F, _F, _T], None),
-    "adagrad_rows": ([_P, _P, _P, _P, _I, _I, _F, _F, _F, _T], None),
+    "adam_rows": ([_P, _P, _P, _P, _I, _I, _F, _F, _F, _F, _F, _P, _T], None),
+    "adagrad_rows": ([_P, _P, _P, _P, _I, _I, _F, _F, _F, _P, _T], None),
     "pool_rows": ([_P, _P, _P, _I, _P, _I, _I, _I, _I, _P, _T], None),
     "pool_rows_backward": ([_P, _P, _P, _I, _P, _I, _I, _I, _I, _P], None),
     "mix_experts": ([_P, _P, _P, _I, _I, _I, _I, _I, _P, _T], None),
@@ -284,24 +288,29 @@ def _rows_ok(weight: Tensor, ids: Tensor, grad: Tensor, *state: Tensor) -> bool:
     )
 
 
-def adam_rows(weight, moments, ids, grad, *, step_size, beta1, beta2, eps, decay) -> bool:
-    """Lazy Adam on rows ``ids`` in place (``moments``: ``(rows, 2, d)``); False where it cannot run."""
-    if not _rows_ok(weight, ids, grad, moments):
+def adam_rows(weight, moments, ids, grad, *, step_size, beta1, beta2, eps, decay, row_decay=None) -> bool:
+    """Lazy Adam on rows ``ids`` in place (``moments``: ``(rows, 2, d)``; L2 ``row_decay[row]`` per row,
+    else ``decay``); False where it cannot run."""
+    extra = () if row_decay is None else (row_decay,)
+    if not _rows_ok(weight, ids, grad, moments, *extra):
         return False
     library().adam_rows(
         weight.data_ptr(), moments.data_ptr(), ids.data_ptr(), grad.data_ptr(),
-        len(ids), weight.shape[1], step_size, beta1, beta2, eps, decay, torch.get_num_threads(),
+        len(ids), weight.shape[1], step_size, beta1, beta2, eps, decay,
+        None if row_decay is None else row_decay.data_ptr(), torch.get_num_threads(),
     )  # fmt: skip
     return True
 
 
-def adagrad_rows(weight, total, ids, grad, *, lr, eps, decay) -> bool:
-    """Adagrad on rows ``ids`` in place; False where the kernel cannot run (caller falls back)."""
-    if not _rows_ok(weight, ids, grad, total):
+def adagrad_rows(weight, total, ids, grad, *, lr, eps, decay, row_decay=None) -> bool:
+    """Adagrad on rows ``ids`` in place (L2 as ``adam_rows``); False where the kernel cannot run (caller
+    falls back)."""
+    extra = () if row_decay is None else (row_decay,)
+    if not _rows_ok(weight, ids, grad, total, *extra):
         return False
     library().adagrad_rows(
         weight.data_ptr(), total.data_ptr(), ids.data_ptr(), grad.data_ptr(), len(ids), weight.shape[1],
-        lr, eps, decay, torch.get_num_threads(),
+        lr, eps, decay, None if row_decay is None else row_decay.data_ptr(), torch.get_num_threads(),
     )  # fmt: skip
     return True
 

@@ -41,16 +41,13 @@ class RowOptimizer(torch.optim.Optimizer):
                 if not state:
                     self.init_state(state, weight)
                 state["step"] += 1
-                rows = None
-                decay = self.row_decay.get(id(weight))
-                if decay is not None:  # the L2 term joins the gradient here, each row its own strength
-                    rows = weight.index_select(0, ids)
-                    grad = grad.addcmul(rows, decay.index_select(0, ids).unsqueeze(1))
-                    group = {**group, "weight_decay": 0.0}
-                if self.update_native(weight, ids, grad, state, group):
+                decay = self.row_decay.get(id(weight))  # per-row L2 strengths, or None: the group's
+                if self.update_native(weight, ids, grad, state, group, decay):
                     continue
-                rows = weight.index_select(0, ids) if rows is None else rows
-                if group["weight_decay"]:
+                rows = weight.index_select(0, ids)
+                if decay is not None:
+                    grad = grad.addcmul(rows, decay.index_select(0, ids).unsqueeze(1))
+                elif group["weight_decay"]:
                     grad = grad.add(rows, alpha=group["weight_decay"])
                 weight.index_copy_(0, ids, self.update_rows(rows, grad, ids, state, group))
         return None
@@ -66,7 +63,9 @@ class RowOptimizer(torch.optim.Optimizer):
     def init_state(self, state: dict, weight: Tensor) -> None:
         raise NotImplementedError
 
-    def update_native(self, weight: Tensor, ids: Tensor, grad: Tensor, state: dict, group: dict) -> bool:
+    def update_native(
+        self, weight: Tensor, ids: Tensor, grad: Tensor, state: dict, group: dict, row_decay: Tensor | None
+    ) -> bool:
         """The same update by a C kernel (``mtl.models.row_kernels``); False where none can run."""
         raise NotImplementedError
 
@@ -84,12 +83,14 @@ class RowAdam(RowOptimizer):
         # a row's first and second moments side by side: one memory access per row, not two
         state["moments"] = weight.new_zeros(weight.shape[0], 2, weight.shape[1])
 
-    def update_native(self, weight: Tensor, ids: Tensor, grad: Tensor, state: dict, group: dict) -> bool:
+    def update_native(
+        self, weight: Tensor, ids: Tensor, grad: Tensor, state: dict, group: dict, row_decay: Tensor | None
+    ) -> bool:
         beta1, beta2 = group["betas"]
         return row_kernels.adam_rows(
             weight, state["moments"], ids, grad,
             step_size=_adam_step_size(group, state["step"]), beta1=beta1, beta2=beta2, eps=group["eps"],
-            decay=group["weight_decay"],
+            decay=group["weight_decay"], row_decay=row_decay,
         )  # fmt: skip
 
     def update_rows(self, rows: Tensor, grad: Tensor, ids: Tensor, state: dict, group: dict) -> Tensor:
@@ -111,9 +112,18 @@ class RowAdagrad(RowOptimizer):
         state["step"] = 0
         state["sum"] = torch.zeros_like(weight)
 
-    def update_native(self, weight: Tensor, ids: Tensor, grad: Tensor, state: dict, group: dict) -> bool:
+    def update_native(
+        self, weight: Tensor, ids: Tensor, grad: Tensor, state: dict, group: dict, row_decay: Tensor | None
+    ) -> bool:
         return row_kernels.adagrad_rows(
-            weight, state["sum"], ids, grad, lr=group["lr"], eps=group["eps"], decay=group["weight_decay"]
+            weight,
+            state["sum"],
+            ids,
+            grad,
+            lr=group["lr"],
+            eps=group["eps"],
+            decay=group["weight_decay"],
+            row_decay=row_decay,
         )
 
     def update_rows(self, rows: Tensor, grad: Tensor, ids: Tensor, state: dict, group: dict) -> Tensor:
