@@ -14,7 +14,7 @@ from mtl.models import build_model, row_kernels
 from mtl.models.layers import ExpertGroup, FeatureBatch
 from mtl.training.data import TensorSplit
 from mtl.training.optim import build_optimizers, use_sparse_embeddings
-from tests.support.models import small_params
+from tests.support.models import loss_curve, small_params
 
 CASES = [
     ("mmoe", "aliccp", []),
@@ -135,17 +135,7 @@ def losses(prepared_root, name, dataset, overrides, *, fused: bool, steps: int =
     use_sparse_embeddings(model, True, rows=fused)
     optimizers = build_optimizers(model, params.train, sparse=True)
     forward = model if fused else (lambda features: REFERENCES[name](model, features))
-    curve = []
-    for step in range(steps):
-        batch = split.slice(step * 200, step * 200 + 200)
-        loss = batch_loss(model, forward(batch.features), batch.labels)
-        for optimizer in optimizers:
-            optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        for optimizer in optimizers:
-            optimizer.step()
-        curve.append(loss.item())
-    return curve
+    return loss_curve(model, forward, optimizers, split, steps)
 
 
 # without batch norm: a bias in front of batch norm has a zero gradient up to rounding, which Adam

@@ -76,3 +76,22 @@ def kernels(request, monkeypatch):
     else:
         monkeypatch.setattr(row_kernels, "library", lambda: None)
     return request.param
+
+
+def loss_curve(model, forward, optimizers, split, steps: int) -> list[float]:
+    """Per-step losses (each task's mean loss term, summed) of ``steps`` optimiser steps on consecutive
+    200-row slices of ``split``; ``forward`` maps features to logits (the model, or a reference of it)."""
+    import torch
+
+    curve = []
+    for step in range(steps):
+        batch = split.slice(step * 200, step * 200 + 200)
+        terms = model.loss_terms(forward(batch.features), batch.labels)
+        loss = torch.stack([t.mean() for t in terms.values()]).sum()
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        for optimizer in optimizers:
+            optimizer.step()
+        curve.append(loss.item())
+    return curve

@@ -14,7 +14,7 @@ from mtl.models.embedding import RowEmbedding
 from mtl.training.data import TensorSplit, prefetched
 from mtl.training.optim import build_optimizers, scale_embedding_decay, use_sparse_embeddings
 from mtl.training.row_optim import RowAdagrad, RowAdam
-from tests.support.models import small_params
+from tests.support.models import loss_curve, small_params
 
 
 def esmm_losses(prepared_root, *, rows: bool, steps: int = 25) -> list[float]:
@@ -28,18 +28,7 @@ def esmm_losses(prepared_root, *, rows: bool, steps: int = 25) -> list[float]:
     optimizers = build_optimizers(model, params.train, sparse=True)
     if not rows:  # the path before row mode: SparseAdam coalescing torch's sparse gradient
         optimizers[-1] = torch.optim.SparseAdam([model.input.embedding.weight], lr=params.train.embedding_lr)
-    losses = []
-    for step in range(steps):
-        batch = split.slice(step * 200, step * 200 + 200)
-        terms = model.loss_terms(model(batch.features), batch.labels)
-        loss = torch.stack([t.mean() for t in terms.values()]).sum()
-        for optimizer in optimizers:
-            optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        for optimizer in optimizers:
-            optimizer.step()
-        losses.append(loss.item())
-    return losses
+    return loss_curve(model, model, optimizers, split, steps)
 
 
 def test_row_adam_follows_the_sparse_adam_loss_curve(prepared_root, kernels):
