@@ -48,11 +48,12 @@ class GeneratorModel(nn.Module):
         sparse = [f.name for f in metadata.features.sparse]
         multi = [f.name for f in metadata.features.multi]
         vocab = {f.name: f.vocab_size for f in [*metadata.features.sparse, *metadata.features.multi]}
-        self.linear_columns = [sparse.index(f) for f in LINEAR if f in sparse]
+        linear = [f for f in LINEAR if f in sparse]
+        self.linear_columns = [sparse.index(f) for f in linear]
         self.taste_columns = [sparse.index(f) for f in TASTE]
         self.category_column = sparse.index(CATEGORY)
         self.history_column, self.intents_column = multi.index(HISTORY), multi.index(MATCHED_INTENTS)
-        self.linear = nn.ModuleList(nn.Embedding(vocab[f], 1) for f in LINEAR if f in sparse)
+        self.linear = nn.ModuleList(nn.Embedding(vocab[f], 1) for f in linear)
         self.taste = nn.ModuleList(nn.Embedding(vocab[f], RANK) for f in TASTE)
         self.history = nn.Embedding(vocab[HISTORY], RANK)
         self.category = nn.Embedding(vocab[CATEGORY], RANK)
@@ -60,8 +61,7 @@ class GeneratorModel(nn.Module):
         self.bias = nn.Parameter(torch.zeros(()))
         # the prior sigma of every table, on the logit scale
         self.priors: list[tuple[Tensor, float]] = [
-            (table.weight, SIGNAL * LINEAR[f])
-            for table, f in zip(self.linear, [f for f in LINEAR if f in sparse])
+            (table.weight, SIGNAL * LINEAR[f]) for table, f in zip(self.linear, linear)
         ]
         self.priors += [(table.weight, EFFECTS["taste"]) for table in self.taste]
         self.priors += [

@@ -372,7 +372,7 @@ class Params(Section):
     metaheac: MetaheacTrainingParams
 
     @model_validator(mode="after")
-    def _label_rate_ranges(self) -> Params:
+    def _dataset_sections(self) -> Params:
         for name in ("aliccp", "census", "lookalike"):
             settings = getattr(self.datasets, name).validation
             for key in ("label_rates", "split_shares"):

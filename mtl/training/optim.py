@@ -80,8 +80,8 @@ def scale_embedding_decay(
     """
     if not params.embedding_row_decay:
         return
-    tables = {id(weight) for weight in embedding_parameters(model)}
     if not sparse:
+        tables = {id(weight) for weight in embedding_parameters(model)}
         steps = max(1, math.ceil(rows / params.batch_size))
         for optimizer in optimizers:
             for group in optimizer.param_groups:
