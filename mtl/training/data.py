@@ -194,6 +194,11 @@ def prefetched(items: Iterator[Item], depth: int = 2) -> Iterator[Item]:
         return False
 
     def produce() -> None:
+        # this thread's torch ops (the gathers) on one OpenMP thread; the setting is per thread, so the
+        # step keeps train.num_threads. Left at the default, the gathers open an OpenMP team of their own
+        # beside the step's: at 2 threads on 2 cores training ran at 0.7-0.85x the speed of 1 thread
+        # (benchmarks/throughput.py), and at 1.15-1.3x with this line
+        torch.set_num_threads(1)
         try:
             for item in items:
                 if not put((item, None)):
