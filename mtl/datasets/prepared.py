@@ -438,7 +438,9 @@ def _table_to_arrays(table: pa.Table, metadata: DatasetMetadata) -> SplitArrays:
 def read_split(prepared_dir: Path, split: str, metadata: DatasetMetadata | None = None) -> SplitArrays:
     """Load a whole split into contiguous arrays (one Parquet read, no per-row Python)."""
     metadata = metadata or load_metadata(prepared_dir)
-    table = pq.read_table(split_path(prepared_dir, split, metadata))
+    # ParquetFile, not read_table: read_table pre-buffers the whole file beside the decoded columns (peak
+    # memory +50 MB on a 200k-row Ali-CCP split, for the same table)
+    table = pq.ParquetFile(split_path(prepared_dir, split, metadata)).read()
     return _table_to_arrays(table, metadata)
 
 

@@ -7,6 +7,7 @@ of their ``max_len`` slots, ``D`` = dense fields, ``d`` = embedding size, ``E`` 
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 from typing import Literal, NamedTuple
 
@@ -84,15 +85,20 @@ class FeatureInput(nn.Module):
         """Every field's ids shifted into its row range of the shared table: ``(n, S + K)``."""
         return torch.cat([x.sparse + self.sparse_offsets, x.multi + self.multi_offsets], dim=1)
 
-    def row_uses(self, x: FeatureBatch) -> Tensor:
+    def row_uses(self, x: FeatureBatch, slice_rows: int = 8192) -> Tensor:
         """How many times ``x`` uses each row of the shared table (padding slots of multi-valued fields
-        do not count): ``(rows,)`` int64."""
-        ids = self.global_ids(x)
-        if self.n_multi:
-            lengths = x.multi_lengths.index_select(1, self.field_of_slot)
-            used = torch.cat([torch.ones_like(x.sparse, dtype=torch.bool), self.slot < lengths], dim=1)
-            ids = ids[used]
-        return torch.bincount(ids.reshape(-1).long(), minlength=self.embedding.num_embeddings)
+        do not count): ``(rows,)`` int64. Counted ``slice_rows`` rows at a time, so the temporaries stay
+        a few MB whatever the split's size (the count itself is one int64 per table row)."""
+        counts = torch.zeros(self.embedding.num_embeddings, dtype=torch.int64, device=x.sparse.device)
+        for start in range(0, x.sparse.shape[0], slice_rows):
+            part = FeatureBatch(*(t[start : start + slice_rows] for t in x))
+            ids = self.global_ids(part)
+            if self.n_multi:
+                lengths = part.multi_lengths.index_select(1, self.field_of_slot)
+                used = torch.cat([torch.ones_like(part.sparse, dtype=torch.bool), self.slot < lengths], dim=1)
+                ids = ids[used]
+            counts.index_add_(0, ids.reshape(-1).long(), torch.ones(1, dtype=torch.int64).expand(ids.numel()))
+        return counts
 
     def forward(self, x: FeatureBatch, ids: Tensor | None = None) -> Tensor:
         """``ids`` replaces ``global_ids(x)``: rows of a compact table swapped in for ``embedding.weight``."""
@@ -129,10 +135,25 @@ class FeatureInput(nn.Module):
         return torch.cat(parts, dim=1)
 
 
-@torch.compiler.disable
 def _lookup(embedding: nn.Embedding, ids: Tensor) -> Tensor:
     """Eager even under ``torch.compile``: Inductor cannot produce sparse gradients."""
     return embedding(ids)
+
+
+# run eagerly inside a torch.compile'd model (see prepare_for_compile)
+_EAGER_UNDER_COMPILE = ("_lookup", "_mix_natively")
+
+
+def prepare_for_compile() -> None:
+    """Wraps the functions that ``torch.compile`` must not trace (sparse gradients, the C kernels) in
+    ``torch.compiler.disable``, once; the trainer calls it before compiling. Not a decorator at import:
+    that imports ``torch._dynamo`` into every process (about 1 s and 70 MB of peak memory) while only a
+    compiled model needs it."""
+    module = sys.modules[__name__]
+    for name in _EAGER_UNDER_COMPILE:
+        function = getattr(module, name)
+        if not getattr(function, "_torchdynamo_disable", False):
+            setattr(module, name, torch.compiler.disable(function))
 
 
 def _norm(kind: Norm, width: int) -> nn.Module:
@@ -247,7 +268,6 @@ def mix_expert_subsets(experts: Tensor, weights: Tensor, select: Tensor) -> Tens
     return (weights.permute(2, 0, 1).to(experts.dtype).unsqueeze(-1) * chosen).sum(2)
 
 
-@torch.compiler.disable
 def _mix_natively(experts: Tensor, weights: Tensor, select: Tensor) -> Tensor:
     return _MixExpertSubsets.apply(experts, weights, select)
 

@@ -28,6 +28,7 @@ from mtl.config import TrainParams
 from mtl.errors import TrainingError
 from mtl.evaluation import evaluate_predictions
 from mtl.models import MultiTaskModel
+from mtl.models.layers import prepare_for_compile
 from mtl.training.data import SplitSource, prefetched, train_batches
 from mtl.training.device import Precision
 from mtl.training.distributed import DistributedContext
@@ -113,6 +114,8 @@ class Trainer:
             network = DistributedDataParallel(
                 self.model, device_ids=[device] if device.type == "cuda" else None
             )
+        if params.compile:
+            prepare_for_compile()
         self.network = torch.compile(network) if params.compile else network
 
     # --- the loop ----------------------------------------------------------------------------------

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -132,3 +135,28 @@ def test_dot_interaction_appends_every_field_pair_dot_product():
     fields = flat[:, :12].view(2, 3, 4)  # user, item, pooled tags
     expected = torch.stack([(fields[:, i] * fields[:, j]).sum(1) for i, j in ((0, 1), (0, 2), (1, 2))], 1)
     torch.testing.assert_close(out[:, plain.output_dim :], expected)
+
+
+def test_torch_dynamo_loads_only_for_a_compiled_model():
+    # importing the models must not import torch._dynamo (about 1 s and 70 MB in every process); the
+    # functions torch.compile must not trace are marked when a compile is asked for, and a compiled input
+    # layer then gives the eager output and sparse embedding gradients
+    code = """
+import sys
+import torch
+from mtl.models import layers
+from tests.models.test_layers import batch, make_input
+assert "torch._dynamo" not in sys.modules
+layer = make_input()
+x = batch([[5, 6, 0, 0], [7, 0, 0, 0]], [2, 1])
+expected = layer(x)
+layers.prepare_for_compile()
+layers.prepare_for_compile()  # once: the marked functions are not wrapped again
+assert layers._lookup._torchdynamo_disable and not hasattr(layers._lookup.__wrapped__, "__wrapped__")
+compiled = torch.compile(layer, backend="eager")
+output = compiled(x)
+torch.testing.assert_close(output, expected)
+output.pow(2).sum().backward()
+assert layer.embedding.weight.grad.is_sparse
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)

@@ -136,6 +136,8 @@ def test_feature_input_counts_row_uses_without_padding(prepared_root):
     first = metadata.features.sparse[0]
     expected = torch.bincount(torch.as_tensor(arrays.sparse[:, 0]).long(), minlength=first.vocab_size)
     assert torch.equal(uses[: first.vocab_size], expected)
+    # counted a few rows at a time (bounded temporaries), the same counts
+    assert torch.equal(model.input.row_uses(split.features, slice_rows=7), uses)
 
 
 @pytest.mark.parametrize("row_decay", [0.2, 0.0])
@@ -194,3 +196,18 @@ def test_prefetched_yields_in_order_and_reraises_the_producer_error():
     stream = prefetched(iter(range(1000)))
     assert next(stream) == 0
     stream.close()  # a consumer that stops early ends the thread (close joins it)
+
+
+def test_prefetched_gathers_on_one_thread_and_leaves_the_step_its_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+
+        def threads_seen():
+            for _ in range(3):
+                yield torch.get_num_threads()
+
+        assert list(prefetched(threads_seen())) == [1, 1, 1]
+        assert torch.get_num_threads() == 2  # the consumer's (the training step's) setting is its own
+    finally:
+        torch.set_num_threads(before)
