@@ -12,13 +12,13 @@ figure is rows/s of one ``train_one_epoch`` over the train file, validation excl
 from __future__ import annotations
 
 import json
-import resource
 import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import torch
+from peak_memory import peak_memory  # beside this script (its folder is sys.path[0])
 from torch_rechub.basic.features import DenseFeature, SparseFeature
 from torch_rechub.models.multi_task import ESMM, MMOE, PLE
 from torch_rechub.trainers import MTLTrainer
@@ -73,9 +73,8 @@ def main() -> None:
     started, started_cpu = time.perf_counter(), time.process_time()
     trainer.train_one_epoch(loader)
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - started_cpu
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rates = {"rows_per_s": train_rows / seconds, "rows_per_cpu_s": train_rows / cpu_seconds}
-    print(json.dumps({**rates, "peak_rss_mb": peak}))
+    print(json.dumps({**rates, **peak_memory()}))
 
 
 if __name__ == "__main__":

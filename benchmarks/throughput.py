@@ -19,7 +19,9 @@ a small one, for ESMM, MMoE and PLE; rows/s and peak RSS, plus our scaling from 
 * Same shapes on both sides (torch-rechub's Ali-CCP example): batch 2048; ESMM embed 16, towers
   [16, 8]; MMoE embed 4, 8 experts [16], towers [8]; PLE embed 4, 1 level, 2 specific + 1 shared
   experts [16], towers [8]; MLPs with batch norm. Every figure comes from its own process (own peak
-  RSS), with ``--threads`` torch threads; ours is also run with 2 threads.
+  RSS), with ``--threads`` torch threads; ours is also run with 2 threads. Memory is the peak RSS and,
+  in brackets, its private part (``benchmarks/peak_memory.py``): the two venvs' copies of the same torch
+  build leave different amounts of library pages resident, which the private figure leaves out.
 
 Figures go to stdout and to ``benchmarks/results/throughput.json``: rows per wall-clock second and per
 CPU second of the process (steadier on a shared machine; with one thread the two agree on an idle one).
@@ -33,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -46,6 +47,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.peak_memory import peak_memory  # noqa: E402
 from mtl import paths, pipeline  # noqa: E402
 from mtl.config import load_params  # noqa: E402
 from mtl.datasets.aliccp import CSV, DENSE_FIELDS, FIELDS, TASKS  # noqa: E402
@@ -250,18 +252,24 @@ def measure(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+def memory(result: dict) -> str:
+    """Peak RSS, and in brackets the part that is not shared-library pages (``peak_memory``)."""
+    private = result.get("peak_private_mb")
+    return f"{result['peak_rss_mb']:,.0f} MB" + ("" if private is None else f" [{private:,.0f} private]")
+
+
 def describe(row: dict) -> str:
     ours = row["ours"]
     text = (
         f"{row['model']:<5} {row['vocabulary']:<5} ours {ours['rows_per_s']:>8,.0f} rows/s "
-        f"({ours['rows_per_cpu_s']:>8,.0f} per CPU s, {ours['peak_rss_mb']:,.0f} MB), bare "
+        f"({ours['rows_per_cpu_s']:>8,.0f} per CPU s, {memory(ours)}), bare "
         f"{row['bare']['rows_per_s']:>8,.0f} ({row['bare']['rows_per_cpu_s']:>8,.0f})"
     )
     if "rechub" in row:
         rechub = row["rechub"]
         text += (
             f", torch-rechub {rechub['rows_per_s']:>7,.0f} ({rechub['rows_per_cpu_s']:>7,.0f}, "
-            f"{rechub['peak_rss_mb']:,.0f} MB): {ours['rows_per_s'] / rechub['rows_per_s']:.1f}x "
+            f"{memory(rechub)}): {ours['rows_per_s'] / rechub['rows_per_s']:.1f}x "
             f"({ours['rows_per_cpu_s'] / rechub['rows_per_cpu_s']:.1f}x per CPU s)"
         )
     if "ours_2_threads" in row:
@@ -288,7 +296,7 @@ def main() -> None:
     if args.child:
         what, model, data_dir, threads = args.child
         result = {"ours": run_ours, "bare": run_bare}[what](model, Path(data_dir), int(threads))
-        result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        result.update(peak_memory())
         print(json.dumps(result))
         return
     rows = measure(args)
