@@ -256,6 +256,33 @@ def test_single_task_networks_share_nothing(batches):
     assert not parameters_with_gradient(model.networks[1])
 
 
+def test_single_task_purchase_network_is_cvr_trained_on_clicked_rows(batches):
+    model = model_for(batches, "aliccp", "single_task")
+    batch = batches["aliccp"][1][0]
+    clicked = batch.labels[:, 0]
+    assert 0 < clicked.sum() < len(clicked)
+    logits = model(batch.features)
+    with torch.no_grad():  # the model's pCVR (ctcvr / ctr) is the purchase network's own probability
+        cvr = torch.sigmoid(model.networks[1](batch.features))
+        torch.testing.assert_close(model.probabilities(logits)["purchase"], cvr)
+    terms = model.loss_terms(logits, batch.labels)
+    assert set(terms) == {"click", "ctcvr"}
+    y = batch.labels[:, 1]
+    expected = clicked * -(y * cvr.log() + (1 - y) * (1 - cvr).log())  # BCE of pCVR, clicked rows only
+    torch.testing.assert_close(terms["ctcvr"].detach(), expected, rtol=1e-4, atol=1e-5)
+    terms["ctcvr"].sum().backward()
+    click_grads = [p.grad for p in model.networks[0].parameters() if p.grad is not None]
+    assert all(
+        float(g.coalesce().values().abs().max() if g.is_sparse else g.abs().max()) < 1e-6 for g in click_grads
+    )
+    assert parameters_with_gradient(model.networks[1])
+    # funnel_cvr: all, MTReclib's singletask: the purchase network is pCTCVR over every row
+    plain = model_for(batches, "aliccp", "single_task", "models.single_task.funnel_cvr=all")
+    plain_logits = plain(batch.features)
+    torch.testing.assert_close(plain_logits["purchase"], plain.networks[1](batch.features))
+    assert float(plain.loss_terms(plain_logits, batch.labels)["purchase"][clicked == 0].detach().sum()) > 0
+
+
 def test_every_parameter_is_used_by_every_model(batches):
     for (dataset, (metadata, batch_list)), name in itertools.product(batches.items(), MULTI_TASK_MODELS):
         if name == "esmm" and not metadata.funnel:
