@@ -36,6 +36,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -217,13 +218,22 @@ def ensure_venv() -> Path:
     return python
 
 
-def child(command: list[str], threads: int) -> dict:
-    """One measurement in its own process, single-threaded BLAS/OpenMP pools sized like torch's."""
+def child(command: list[str], threads: int, repeat: int = 1) -> dict:
+    """A measurement in its own process (BLAS/OpenMP pools sized like torch's), ``repeat`` times: the
+    median of each rate and the largest peak memory (``runs`` keeps every run's rows/s)."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
-    if done.returncode != 0:
-        sys.exit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    results = []
+    for _ in range(repeat):
+        done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+        if done.returncode != 0:
+            sys.exit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    merged = {key: statistics.median(r[key] for r in results) for key in ("rows_per_s", "rows_per_cpu_s")}
+    for key in ("peak_rss_mb", "peak_private_mb"):
+        values = [r[key] for r in results if r.get(key) is not None]
+        merged[key] = max(values) if values else None
+    merged["runs"] = [r["rows_per_s"] for r in results]
+    return merged
 
 
 def measure(args: argparse.Namespace) -> list[dict]:
@@ -235,8 +245,8 @@ def measure(args: argparse.Namespace) -> list[dict]:
             ours = [sys.executable, __file__, "--child", "ours", model, str(data_dir)]
             bare = [sys.executable, __file__, "--child", "bare", model, str(data_dir)]
             row = {"vocabulary": kind, "model": model, "threads": args.threads}
-            row["ours"] = child([*ours, str(args.threads)], args.threads)
-            row["bare"] = child([*bare, str(args.threads)], args.threads)
+            row["ours"] = child([*ours, str(args.threads)], args.threads, args.repeat)
+            row["bare"] = child([*bare, str(args.threads)], args.threads, args.repeat)
             if rechub_python:
                 rechub = [
                     str(rechub_python),
@@ -244,9 +254,9 @@ def measure(args: argparse.Namespace) -> list[dict]:
                     str(csv_dir),
                     model,
                 ]
-                row["rechub"] = child([*rechub, str(args.threads)], args.threads)
+                row["rechub"] = child([*rechub, str(args.threads)], args.threads, args.repeat)
             if args.scaling:
-                row["ours_2_threads"] = child([*ours, "2"], 2)
+                row["ours_2_threads"] = child([*ours, "2"], 2, args.repeat)
             rows.append(row)
             print(describe(row), flush=True)
     return rows
@@ -287,6 +297,9 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(MODEL_SETTINGS), choices=list(MODEL_SETTINGS))
     parser.add_argument("--vocabularies", nargs="+", default=["full", "small"], choices=["full", "small"])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="processes per figure; prints the median rows/s"
+    )
     parser.add_argument("--no-rechub", action="store_true", help="skip torch-rechub (no venv needed)")
     parser.add_argument("--no-scaling", dest="scaling", action="store_false", help="skip ours at 2 threads")
     parser.add_argument(

@@ -1,9 +1,11 @@
-"""The GPU benchmark's code path, run on the CPU with tiny sizes (the figures themselves need a GPU)."""
+"""The benchmark scripts: the GPU benchmark's code path run on the CPU with tiny sizes (the figures themselves
+need a GPU), the well-specified quality reference, and how the throughput benchmark aggregates runs."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -61,3 +63,26 @@ def test_generator_model_learns_what_logistic_regression_cannot(tmp_path):
     logistic = logistic_baseline(prepared, metadata)["click"]
     reference = load_script("well_specified").fit(prepared, epochs=6)
     assert logistic + 0.005 < reference < oracle + 0.01, (logistic, reference, oracle)
+
+
+def test_throughput_figures_are_the_median_of_repeated_processes_with_their_peak_memory(tmp_path):
+    throughput = load_script("throughput")
+    # each process prints its rate (the next of 300, 100, 200) and its peak memory as its last line
+    counter = tmp_path / "runs"
+    code = f"""
+import json, sys
+from pathlib import Path
+sys.path.insert(0, {str(ROOT / "benchmarks")!r})
+from peak_memory import peak_memory
+counter = Path({str(counter)!r})
+run = len(counter.read_text()) if counter.exists() else 0
+counter.write_text("x" * (run + 1))
+rate = [300.0, 100.0, 200.0][run]
+print("a log line")
+print(json.dumps({{"rows_per_s": rate, "rows_per_cpu_s": rate / 2, **peak_memory()}}))
+"""
+    result = throughput.child([sys.executable, "-c", code], threads=1, repeat=3)
+    assert result["runs"] == [300.0, 100.0, 200.0]
+    assert result["rows_per_s"] == 200.0
+    assert result["rows_per_cpu_s"] == 100.0
+    assert 0 < result["peak_private_mb"] < result["peak_rss_mb"]  # shared-library pages left out
