@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,8 @@ from typing import Any
 import torch
 
 from mtl.errors import TrainingError
+
+log = logging.getLogger(__name__)
 
 
 @functools.cache
@@ -51,3 +54,19 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise TrainingError(
             f"{path} is not a readable checkpoint ({type(exc).__name__}: {exc}); delete it to start afresh"
         ) from None
+
+
+def of_this_run(path: Path, saved: dict[str, Any], fingerprint: dict[str, Any], version: int) -> bool:
+    """Whether the checkpoint ``saved``, read from ``path``, was written by this run (same format version
+    and resume fingerprint); if not, a warning names the file and the keys that differ. The name is the
+    resolved one: a training step reaches the model's checkpoints through its staging folder's link."""
+    theirs = saved.get("fingerprint") or {}
+    if saved.get("format") == version and theirs == fingerprint:
+        return True
+    differing = sorted(k for k in {*fingerprint, *theirs} if fingerprint.get(k) != theirs.get(k))
+    log.warning(
+        "%s belongs to another run (differs in %s); starting afresh",
+        Path(path).resolve(),
+        ", ".join(differing) or "format",
+    )
+    return False

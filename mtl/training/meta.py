@@ -49,7 +49,7 @@ from mtl.config import MetaTrainingParams
 from mtl.errors import ConfigError
 from mtl.models.metaheac import MetaHeac
 from mtl.training.campaigns import Batch, CampaignSplit, compact_ids, compact_weights, concat_batches
-from mtl.training.checkpoint import load_checkpoint, save_checkpoint
+from mtl.training.checkpoint import load_checkpoint, of_this_run, save_checkpoint
 from mtl.training.guards import ensure_finite
 from mtl.training.seeding import capture_rng_state, derive_seed, restore_rng_state
 
@@ -298,12 +298,9 @@ def load_resumable(
     if path is None or not path.is_file():
         return None
     if not resume:
-        log.info("train.resume is false: ignoring %s and starting afresh", path)
+        log.info("train.resume is false: ignoring %s and starting afresh", path.resolve())
         return None
     saved = load_checkpoint(path)
-    if saved.get("format") != version or saved.get("fingerprint") != fingerprint:
-        theirs = saved.get("fingerprint") or {}
-        differing = sorted(k for k in {*fingerprint, *theirs} if fingerprint.get(k) != theirs.get(k))
-        log.warning("%s belongs to another run (differs in %s); starting afresh", path, ", ".join(differing))
+    if not of_this_run(path, saved, fingerprint, version):
         return None
     return saved

@@ -7,7 +7,6 @@ only by a run with the same fingerprint. Reusable by any epoch-based trainer (e.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,10 +15,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from mtl.training.checkpoint import load_checkpoint, save_checkpoint
+from mtl.training.checkpoint import load_checkpoint, of_this_run, save_checkpoint
 from mtl.training.seeding import capture_rng_state, restore_rng_state
 
-log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = 1
 
 
@@ -107,10 +105,7 @@ def load_run(
     if not Path(path).is_file():
         return None
     saved = load_checkpoint(path)
-    theirs = saved.get("fingerprint", {})
-    if saved.get("format") != CHECKPOINT_FORMAT or theirs != fingerprint:
-        differing = sorted(k for k in {*fingerprint, *theirs} if fingerprint.get(k) != theirs.get(k))
-        log.warning("%s belongs to another run (differs in %s); starting afresh", path, ", ".join(differing))
+    if not of_this_run(path, saved, fingerprint, CHECKPOINT_FORMAT):
         return None
     model.load_state_dict(saved["model"])
     for optimizer, optimizer_state in zip(optimizers, saved["optimizers"], strict=True):

@@ -274,7 +274,7 @@ class Trainer:
         if path is None:
             return RunState(), None
         if path.is_file() and not self.params.resume:
-            log.info("train.resume is false: ignoring %s and starting afresh", path)
+            log.info("train.resume is false: ignoring %s and starting afresh", path.resolve())
             return RunState(), None
         state = load_run(path, **self._run_parts())
         if state is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pickle
 import shutil
@@ -140,12 +141,19 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(data_dir, tmp_path, re
     assert resumed["valid"] == uninterrupted["valid"]
 
 
-def test_a_checkpoint_of_another_run_is_not_resumed(data_dir):
+def test_a_checkpoint_of_another_run_is_not_resumed(data_dir, caplog):
     pipeline.train("census", "mmoe", data_dir=data_dir, params=small_params("train.epochs=1"))
-    again = pipeline.train(
-        "census", "mmoe", data_dir=data_dir, params=small_params("train.epochs=1", "seed=9")
-    )
+    with caplog.at_level(logging.WARNING, logger="mtl.training.checkpoint"):
+        again = pipeline.train(
+            "census", "mmoe", data_dir=data_dir, params=small_params("train.epochs=1", "seed=9")
+        )
     assert again["training"]["resumed_from_epoch"] is None
+    # the warning names the model's own checkpoint (not the staging folder the step trained in) and why
+    (warning,) = [r.getMessage() for r in caplog.records if "belongs to another run" in r.getMessage()]
+    checkpoints = paths.checkpoint_dir(data_dir, "census", "mmoe").resolve()
+    assert warning.startswith(str(checkpoints))
+    assert ".staging" not in warning
+    assert "differs in seed" in warning
 
 
 def test_a_checkpoint_written_by_other_code_is_not_resumed(data_dir, monkeypatch):
