@@ -40,9 +40,9 @@ CASES = {
     "params show of nothing": (["params", "show", "nothing_here"], "no parameter starts with"),
     "registry show without a name": (["registry", "show"], "the following arguments are required: name"),
     "promote without a reason": (["registry", "promote", "aliccp-mmoe", "1"], "--reason"),
-    "prepare before download": (["prepare", "census"], "manifest.json not found: run `mtl download"),
-    "validate before download": (["validate", "census"], "manifest.json not found: run `mtl download"),
-    "train before prepare": (["train", "census", "mmoe"], "run `mtl prepare <dataset>` first"),
+    "prepare before download": (["prepare", "census"], "manifest.json not found: run `mtl download census`"),
+    "validate before download": (["validate", "census"], "not found: run `mtl download census`"),
+    "train before prepare": (["train", "census", "mmoe"], "run `mtl prepare census` first"),
     "evaluate before train": (["evaluate", "census", "mmoe"], "train the model first"),
     "register before train": (["register", "census", "mmoe"], "records no MLflow run (no tracking.json)"),
 }

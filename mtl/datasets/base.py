@@ -72,7 +72,7 @@ class Manifest:
     @classmethod
     def load(cls, path: Path) -> Manifest:
         if not path.is_file():
-            raise DataFormatError(f"{path} not found: run `mtl download <dataset>` first")
+            raise DataFormatError(f"{path} not found: run `mtl download {path.parent.name}` first")
         try:
             return cls(**json.loads(path.read_text()))
         except (ValueError, TypeError) as exc:

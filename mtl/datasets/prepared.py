@@ -389,7 +389,7 @@ def load_metadata(prepared_dir: Path) -> DatasetMetadata:
     path = Path(prepared_dir) / METADATA_FILE
     if not path.is_file():
         raise DataFormatError(
-            f"{path} not found: the dataset is not prepared (run `mtl prepare <dataset>` first)"
+            f"{path} not found: the dataset is not prepared (run `mtl prepare {path.parent.name}` first)"
         )
     try:
         return DatasetMetadata.from_json(json.loads(path.read_text()))
