@@ -141,7 +141,7 @@ def _lookup(embedding: nn.Embedding, ids: Tensor) -> Tensor:
 
 
 # run eagerly inside a torch.compile'd model (see prepare_for_compile)
-_EAGER_UNDER_COMPILE = ("_lookup", "_mix_natively")
+_EAGER_UNDER_COMPILE = ("_lookup", "_mix_natively", "_batch_norm_relu_natively")
 
 
 def prepare_for_compile() -> None:
@@ -164,8 +164,57 @@ def _norm(kind: Norm, width: int) -> nn.Module:
     return nn.Identity()
 
 
+def norm_relu(norm: nn.Module, x: Tensor) -> Tensor:
+    """``relu(norm(x))``. A training ``BatchNorm1d`` (affine, with running stats) on a contiguous float32
+    ``(n, C)`` CPU batch runs as one C kernel forward and one backward, two passes over the activation
+    each (its channel sums, then the output), where torch's batch norm and ReLU make a pass or more each.
+    Anything else, eval mode and ``torch.compile`` included, runs the torch modules."""
+    if not _fusable(norm, x):
+        return F.relu(norm(x))
+    norm.num_batches_tracked.add_(1)  # as BatchNorm1d.forward: momentum None is the cumulative average
+    momentum = 1.0 / float(norm.num_batches_tracked) if norm.momentum is None else norm.momentum
+    return _batch_norm_relu_natively(x, norm, momentum)
+
+
+def _fusable(norm: nn.Module, x: Tensor) -> bool:
+    return (
+        isinstance(norm, nn.BatchNorm1d)
+        and norm.training
+        and norm.affine
+        and norm.track_running_stats
+        and x.dim() == 2
+        and x.shape[0] > 1  # one row: torch's own error
+        and x.is_contiguous()
+        and not torch.compiler.is_compiling()  # Inductor fuses these itself
+        and row_kernels.native(x, norm.weight, norm.bias, norm.running_mean, norm.running_var)
+    )
+
+
+def _batch_norm_relu_natively(x: Tensor, norm: nn.BatchNorm1d, momentum: float) -> Tensor:
+    stats = (norm.running_mean, norm.running_var)
+    return _BatchNormReLU.apply(x, norm.weight, norm.bias, *stats, momentum, norm.eps)
+
+
+class _BatchNormReLU(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, running_mean, running_var, momentum: float, eps: float) -> Tensor:
+        out, stats = row_kernels.batch_norm_relu(
+            x, weight, bias, running_mean, running_var, momentum=momentum, eps=eps
+        )
+        ctx.save_for_backward(x, weight, stats)  # not out: the backward recomputes ReLU's mask from x
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
+        x, weight, stats = ctx.saved_tensors
+        grad_x, grad_weight, grad_bias = row_kernels.batch_norm_relu_backward(grad, x, weight, stats)
+        return grad_x, grad_weight, grad_bias, None, None, None, None
+
+
 class MLP(nn.Sequential):
-    """Linear -> norm -> ReLU -> dropout for every width in ``dims``; ``dims=[]`` is the identity."""
+    """Linear -> norm -> ReLU -> dropout for every width in ``dims``; ``dims=[]`` is the identity. A norm
+    and the ReLU after it run as ``norm_relu`` (the modules stay, and with them the state_dict keys)."""
 
     def __init__(self, in_dim: int, dims: list[int], dropout: float, norm: Norm):
         layers: list[nn.Module] = []
@@ -176,6 +225,16 @@ class MLP(nn.Sequential):
             in_dim = width
         super().__init__(*layers)
         self.output_dim = in_dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        layers = iter(self)
+        for layer in layers:
+            if isinstance(layer, nn.Linear):  # then its norm and the ReLU
+                norm, _ = next(layers), next(layers)
+                x = norm_relu(norm, layer(x))
+            else:
+                x = layer(x)
+        return x
 
 
 class Tower(nn.Module):
@@ -220,10 +279,10 @@ class ExpertGroup(nn.Module):
                 h = torch.baddbmm(bias.unsqueeze(1), x.transpose(0, 1), weight).transpose(0, 1)
             # batch norm on the contiguous (n, E*out): on a strided view its CPU kernel is 5-7x slower
             if isinstance(norm, nn.BatchNorm1d):
-                h = norm(h.reshape(h.shape[0], -1))
+                h = h.reshape(h.shape[0], -1)
             else:
-                h = norm(h.reshape(h.shape[0], self.n_experts, -1))
-            x = self.dropout(F.relu(h)).view(h.shape[0], self.n_experts, -1)
+                h = h.reshape(h.shape[0], self.n_experts, -1)
+            x = self.dropout(norm_relu(norm, h)).view(h.shape[0], self.n_experts, -1)
         return x
 
 

@@ -1,11 +1,12 @@
-"""Small C kernels for the row-wise embedding path and expert gating, compiled at first use with the system
-C compiler.
+"""Small C kernels for the row-wise embedding path, expert gating and batch norm with ReLU, compiled at first
+use with the system C compiler.
 
 Loops that torch runs as several passes with temporaries, or as many tiny ops at the shapes these models
 have: the distinct rows of a batch with the inverse map (a marker array instead of a sort), the
 per-field weighted sums of the looked-up rows and, backward, each distinct row's gradient (one pass each
 instead of a gather, a product, a split-and-sum and a scatter), the lazy Adam / Adagrad update of touched
-rows (each row read and written once), and gated mixtures of experts with their backward. Loops over
+rows (each row read and written once), gated mixtures of experts with their backward, and a training
+batch norm with the ReLU after it, forward and backward (two passes over the activation each). Loops over
 independent rows run on ``torch.get_num_threads()`` OpenMP threads where the compiler has OpenMP; the
 gradient scatter into shared rows stays serial. The shared library is cached under
 ``<state dir>/kernels`` keyed by the source's hash. Without a compiler, on anything but float32 CPU
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 SOURCE = r"""
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 #define PRAGMA(text) _Pragma(#text)
 #ifdef _OPENMP
 #define PARALLEL(threads, work) PRAGMA(omp parallel for num_threads(threads) if (work))
@@ -43,6 +46,17 @@ SOURCE = r"""
 #define SIMD_SUM(total) PRAGMA(omp simd reduction(+ : total))
 /* below this many floats of work a loop runs on one thread: waking the others costs more */
 #define GRAIN 32768
+/* a function compiled also for AVX2 and AVX-512, the one for the CPU chosen when the library loads (glibc's
+   ifunc): the library stays portable. Vector width leaves every value as it is (sums run per lane in row
+   order, and -std=c99 contracts no multiply-add) */
+#if defined(__x86_64__) && defined(__GLIBC__) && defined(__has_attribute)
+#if __has_attribute(target_clones)
+#define WIDE __attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+#endif
+#ifndef WIDE
+#define WIDE
+#endif
 
 /* distinct ids in first-seen order and each id's position among them; marker: -1 per table row,
    left at -1 on return */
@@ -189,6 +203,155 @@ void mix_experts_backward(const float *restrict grad, const float *restrict w,
         }
     }
 }
+
+/* The batch-norm kernels sum x (n, c) by channel in double, in chunks of about GRAIN floats (more than one
+   thread runs when n * c > GRAIN), each chunk's sums apart and added in chunk order: the same values on any
+   thread count. The passes over a chunk are functions of their own, whose restrict arguments let the
+   compiler vectorise them. */
+static int64_t chunk_rows(int64_t c) { return c >= GRAIN ? 1 : GRAIN / c; }
+
+/* part[0, j] = sum over the chunks k of part[k, j] (width sums per chunk), in chunk order */
+static void add_chunks(double *part, int64_t chunks, int64_t width) {
+    for (int64_t k = 1; k < chunks; k++)
+        for (int64_t j = 0; j < width; j++) part[j] += part[k * width + j];
+}
+
+/* per channel j of x (rows, c): sums[j] = sum_i x[i, j] and sums[c + j] = sum_i x[i, j]^2 */
+WIDE static void channel_sums(const float *restrict x, int64_t rows, int64_t c, double *restrict sums) {
+    for (int64_t i = 0; i < rows; i++) {
+        const float *xi = x + i * c;
+        for (int64_t j = 0; j < c; j++) {
+            double v = xi[j];
+            sums[j] += v;
+            sums[c + j] += v * v;
+        }
+    }
+}
+
+/* grad where the forward's ReLU let its input through (z = x * scale + shift > 0), else 0: a bitwise
+   select, which vectorises beside double sums where ?: does not */
+static inline float relu_grad(float grad, float z) {
+    int32_t bits, keep = -(int32_t)(z > 0.0f);
+    memcpy(&bits, &grad, sizeof bits);
+    bits &= keep;
+    memcpy(&grad, &bits, sizeof bits);
+    return grad;
+}
+
+/* out = relu(x * scale + shift) per channel; stats (4, c): mean, 1 / sqrt(var + eps), scale, shift */
+WIDE static void scale_relu(const float *restrict x, int64_t rows, int64_t c,
+                            const float *restrict stats, float *restrict out) {
+    const float *scale = stats + 2 * c, *shift = stats + 3 * c;
+    for (int64_t i = 0; i < rows; i++) {
+        const float *xi = x + i * c;
+        float *o = out + i * c;
+        for (int64_t j = 0; j < c; j++) {
+            float v = xi[j] * scale[j] + shift[j];
+            o[j] = v < 0.0f ? 0.0f : v;  /* NaN stays NaN, as in torch's relu */
+        }
+    }
+}
+
+/* per channel j: sums[j] = sum_i g and sums[c + j] = sum_i g * (x[i, j] - mean[j]), g = relu_grad */
+WIDE static void relu_grad_sums(const float *restrict grad, const float *restrict x, int64_t rows,
+                                int64_t c, const float *restrict stats, double *restrict sums) {
+    const float *mean = stats, *scale = stats + 2 * c, *shift = stats + 3 * c;
+    for (int64_t i = 0; i < rows; i++) {
+        const float *xi = x + i * c, *gi = grad + i * c;
+        for (int64_t j = 0; j < c; j++) {
+            double g = relu_grad(gi[j], xi[j] * scale[j] + shift[j]);
+            sums[j] += g;
+            sums[c + j] += g * (xi[j] - mean[j]);
+        }
+    }
+}
+
+/* grad_x = a * g - d * (x - mean) - e per channel, g = relu_grad; terms (3, c): a, d, e */
+WIDE static void relu_grad_input(const float *restrict grad, const float *restrict x, int64_t rows,
+                                 int64_t c, const float *restrict stats, const float *restrict terms,
+                                 float *restrict grad_x) {
+    const float *mean = stats, *scale = stats + 2 * c, *shift = stats + 3 * c;
+    const float *a = terms, *d = terms + c, *e = terms + 2 * c;
+    for (int64_t i = 0; i < rows; i++) {
+        const float *xi = x + i * c, *gi = grad + i * c;
+        float *o = grad_x + i * c;
+        for (int64_t j = 0; j < c; j++) {
+            float g = relu_grad(gi[j], xi[j] * scale[j] + shift[j]);
+            o[j] = a[j] * g - d[j] * (xi[j] - mean[j]) - e[j];
+        }
+    }
+}
+
+/* out = relu(batch norm of x (n, c) with this batch's mean and biased variance); stats (4, c) as in
+   scale_relu; running_mean and running_var move by momentum towards the mean and the unbiased variance.
+   Two passes over x: its sums, then out. Returns -1 where the chunk sums could not be allocated. */
+int batch_norm_relu(const float *restrict x, int64_t n, int64_t c, const float *restrict weight,
+                    const float *restrict bias, double eps, double momentum, float *restrict running_mean,
+                    float *restrict running_var, float *restrict stats, float *restrict out, int threads) {
+    int64_t rows = chunk_rows(c), chunks = (n + rows - 1) / rows;
+    double *part = calloc((size_t)(chunks * 2 * c), sizeof(double));
+    if (!part) return -1;
+    PARALLEL(threads, chunks > 1)
+    for (int64_t k = 0; k < chunks; k++) {
+        int64_t first = k * rows, count = first + rows < n ? rows : n - first;
+        channel_sums(x + first * c, count, c, part + k * 2 * c);
+    }
+    add_chunks(part, chunks, 2 * c);
+    for (int64_t j = 0; j < c; j++) {
+        double mean = part[j] / n, var = part[c + j] / n - mean * mean;
+        var = var > 0.0 ? var : 0.0;  /* rounding */
+        double invstd = 1.0 / sqrt(var + eps), scale = weight[j] * invstd;
+        stats[j] = (float)mean, stats[c + j] = (float)invstd;
+        stats[2 * c + j] = (float)scale, stats[3 * c + j] = (float)(bias[j] - mean * scale);
+        running_mean[j] = (float)(momentum * mean + (1.0 - momentum) * running_mean[j]);
+        running_var[j] = (float)(momentum * var * n / (n - 1) + (1.0 - momentum) * running_var[j]);
+    }
+    free(part);
+    PARALLEL(threads, chunks > 1)
+    for (int64_t k = 0; k < chunks; k++) {
+        int64_t first = k * rows, count = first + rows < n ? rows : n - first;
+        scale_relu(x + first * c, count, c, stats, out + first * c);
+    }
+    return 0;
+}
+
+/* batch_norm_relu's backward from grad, the gradient of out: grad_x (n, c) and per channel grad_weight
+   and grad_bias; stats as the forward left them. ReLU's mask is recomputed from x by the forward's
+   arithmetic, so out need not be kept. Two passes over x and grad: the channel sums, then grad_x. */
+int batch_norm_relu_backward(const float *restrict grad, const float *restrict x, int64_t n, int64_t c,
+                             const float *restrict weight, const float *restrict stats,
+                             float *restrict grad_x, float *restrict grad_weight, float *restrict grad_bias,
+                             int threads) {
+    int64_t rows = chunk_rows(c), chunks = (n + rows - 1) / rows;
+    double *part = calloc((size_t)(chunks * 2 * c), sizeof(double));
+    float *terms = malloc((size_t)(3 * c) * sizeof(float));
+    if (!part || !terms) {
+        free(part), free(terms);
+        return -1;
+    }
+    PARALLEL(threads, chunks > 1)
+    for (int64_t k = 0; k < chunks; k++) {
+        int64_t first = k * rows, count = first + rows < n ? rows : n - first;
+        relu_grad_sums(grad + first * c, x + first * c, count, c, stats, part + k * 2 * c);
+    }
+    add_chunks(part, chunks, 2 * c);
+    /* batch norm's backward: a = weight / std, d = a * grad_weight / (n * std), e = a * grad_bias / n */
+    for (int64_t j = 0; j < c; j++) {
+        double invstd = stats[c + j], a = weight[j] * invstd;
+        double gw = part[c + j] * invstd, gb = part[j];
+        grad_weight[j] = (float)gw, grad_bias[j] = (float)gb;
+        terms[j] = (float)a, terms[c + j] = (float)(a * invstd * gw / n);
+        terms[2 * c + j] = (float)(a * gb / n);
+    }
+    free(part);
+    PARALLEL(threads, chunks > 1)
+    for (int64_t k = 0; k < chunks; k++) {
+        int64_t first = k * rows, count = first + rows < n ? rows : n - first;
+        relu_grad_input(grad + first * c, x + first * c, count, c, stats, terms, grad_x + first * c);
+    }
+    free(terms);
+    return 0;
+}
 """
 
 # no -march=native: the cached library must run on any x86-64/arm64 that shares the state directory;
@@ -200,6 +363,7 @@ _P = ctypes.c_void_p
 _I = ctypes.c_int64
 _F = ctypes.c_float
 _T = ctypes.c_int
+_D = ctypes.c_double
 SIGNATURES = {
     "unique_rows": ([_P, _I, _P, _P, _P], _I),
     "sum_rows": ([_P, _P, _I, _I, _P], None),
@@ -209,6 +373,8 @@ SIGNATURES = {
     "pool_rows_backward": ([_P, _P, _P, _I, _P, _I, _I, _I, _I, _P], None),
     "mix_experts": ([_P, _P, _P, _I, _I, _I, _I, _I, _P, _T], None),
     "mix_experts_backward": ([_P, _P, _P, _P, _I, _I, _I, _I, _I, _P, _P, _T], None),
+    "batch_norm_relu": ([_P, _I, _I, _P, _P, _D, _D, _P, _P, _P, _P, _T], _T),
+    "batch_norm_relu_backward": ([_P, _P, _I, _I, _P, _P, _P, _P, _P, _T], _T),
 }
 
 
@@ -332,7 +498,7 @@ def _width(weight: Tensor | None) -> int:
     return 0 if weight is None else weight.shape[1]
 
 
-# The four below assume ``native`` holds for their float tensors (the callers check).
+# The kernels below assume ``native`` holds for their float tensors (the callers check).
 
 
 def pool_rows(rows: Tensor, inverse: Tensor, weight: Tensor | None, bag: Tensor, bags: int) -> Tensor:
@@ -388,3 +554,32 @@ def mix_experts_backward(
         grad_weights.data_ptr(), grad_experts.data_ptr(), torch.get_num_threads(),
     )  # fmt: skip
     return grad_weights, grad_experts
+
+
+def batch_norm_relu(x, weight, bias, running_mean, running_var, *, momentum, eps) -> tuple[Tensor, Tensor]:
+    """(``relu(batch_norm(x))`` with the batch's statistics, the ``(4, c)`` stats its backward takes) of ``x``
+    ``(n, c)``, ``n > 1``; ``running_mean`` and ``running_var`` (contiguous) are updated in place."""
+    x, weight, bias = _contiguous(x, weight, bias)
+    out, stats = torch.empty_like(x), x.new_empty(4, x.shape[1])
+    status = library().batch_norm_relu(
+        x.data_ptr(), *x.shape, weight.data_ptr(), bias.data_ptr(), eps, momentum, running_mean.data_ptr(),
+        running_var.data_ptr(), stats.data_ptr(), out.data_ptr(), torch.get_num_threads(),
+    )  # fmt: skip
+    if status:
+        raise MemoryError("batch_norm_relu: no memory for the per-chunk channel sums")
+    return out, stats
+
+
+def batch_norm_relu_backward(
+    grad: Tensor, x: Tensor, weight: Tensor, stats: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The gradients of ``batch_norm_relu``'s ``x``, ``weight`` and ``bias``."""
+    grad, x, weight = _contiguous(grad, x, weight)
+    grad_x, grad_weight, grad_bias = torch.empty_like(x), torch.empty_like(weight), torch.empty_like(weight)
+    status = library().batch_norm_relu_backward(
+        grad.data_ptr(), x.data_ptr(), *x.shape, weight.data_ptr(), stats.data_ptr(), grad_x.data_ptr(),
+        grad_weight.data_ptr(), grad_bias.data_ptr(), torch.get_num_threads(),
+    )  # fmt: skip
+    if status:
+        raise MemoryError("batch_norm_relu_backward: no memory for the per-chunk channel sums")
+    return grad_x, grad_weight, grad_bias
