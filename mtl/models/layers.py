@@ -92,12 +92,14 @@ class FeatureInput(nn.Module):
         counts = torch.zeros(self.embedding.num_embeddings, dtype=torch.int64, device=x.sparse.device)
         for start in range(0, x.sparse.shape[0], slice_rows):
             part = FeatureBatch(*(t[start : start + slice_rows] for t in x))
-            ids = self.global_ids(part)
-            if self.n_multi:
+            ids = self.global_ids(part).reshape(-1).long()
+            if self.n_multi:  # a slot past its field's true length adds 0
                 lengths = part.multi_lengths.index_select(1, self.field_of_slot)
                 used = torch.cat([torch.ones_like(part.sparse, dtype=torch.bool), self.slot < lengths], dim=1)
-                ids = ids[used]
-            counts.index_add_(0, ids.reshape(-1).long(), torch.ones(1, dtype=torch.int64).expand(ids.numel()))
+                uses = used.reshape(-1).long()
+            else:
+                uses = torch.ones(1, dtype=torch.int64, device=counts.device).expand(ids.numel())
+            counts.index_add_(0, ids, uses)
         return counts
 
     def forward(self, x: FeatureBatch, ids: Tensor | None = None) -> Tensor:

@@ -193,11 +193,14 @@ def prefetched(items: Iterator[Item], depth: int = 2) -> Iterator[Item]:
                 continue
         return False
 
+    threads = torch.get_num_threads()  # the consumer's (the training step's) setting
+
     def produce() -> None:
-        # this thread's torch ops (the gathers) on one OpenMP thread; the setting is per thread, so the
-        # step keeps train.num_threads. Left at the default, the gathers open an OpenMP team of their own
-        # beside the step's: at 2 threads on 2 cores training ran at 0.7-0.85x the speed of 1 thread
-        # (benchmarks/throughput.py), and at 1.15-1.3x with this line
+        # this thread's torch ops (the gathers) on one OpenMP thread. Left at the default they open an
+        # OpenMP team of their own beside the step's: at 2 threads on 2 cores training ran at 0.6-0.85x
+        # the speed of 1 thread, and at 1.1-1.3x with this (benchmarks/throughput.py). The OpenMP setting
+        # is per thread, but torch also keeps it as the default of threads that start later: restored
+        # when this one ends
         torch.set_num_threads(1)
         try:
             for item in items:
@@ -206,6 +209,8 @@ def prefetched(items: Iterator[Item], depth: int = 2) -> Iterator[Item]:
             put((_END, None))
         except BaseException as error:  # handed to the consumer, raised in its thread
             put((_END, error))
+        finally:
+            torch.set_num_threads(threads)
 
     thread = threading.Thread(target=produce, name="mtl-batches", daemon=True)
     thread.start()

@@ -4,6 +4,7 @@ untouched, row L2 on touched rows only; and the background batch thread."""
 from __future__ import annotations
 
 import io
+import threading
 
 import pytest
 import torch
@@ -138,6 +139,10 @@ def test_feature_input_counts_row_uses_without_padding(prepared_root):
     assert torch.equal(uses[: first.vocab_size], expected)
     # counted a few rows at a time (bounded temporaries), the same counts
     assert torch.equal(model.input.row_uses(split.features, slice_rows=7), uses)
+    # on the features' device throughout (a CUDA split counts on the GPU): checked on the meta device
+    on_meta = model.input.to("meta").row_uses(type(split.features)(*(t.to("meta") for t in split.features)))
+    assert on_meta.device.type == "meta"
+    assert on_meta.shape == uses.shape
 
 
 @pytest.mark.parametrize("row_decay", [0.2, 0.0])
@@ -209,5 +214,11 @@ def test_prefetched_gathers_on_one_thread_and_leaves_the_step_its_threads():
 
         assert list(prefetched(threads_seen())) == [1, 1, 1]
         assert torch.get_num_threads() == 2  # the consumer's (the training step's) setting is its own
+        # and a thread started afterwards gets the consumer's default back, not the batch thread's 1
+        later: list[int] = []
+        thread = threading.Thread(target=lambda: later.append(torch.get_num_threads()))
+        thread.start()
+        thread.join()
+        assert later == [2]
     finally:
         torch.set_num_threads(before)
