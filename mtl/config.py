@@ -268,8 +268,9 @@ class ModelParams(Section):
 class SingleTaskParams(ModelParams):
     tower_dims: list[int] = Field(min_length=1)
     # on a funnel dataset, the later task's network: clicked = pCVR trained on clicked rows (the ESMM
-    # paper's BASE; pCTCVR = pCTR x pCVR), all = pCTCVR trained on every row (MTReclib's singletask)
-    funnel_cvr: Literal["clicked", "all"]
+    # paper's BASE; pCTCVR = pCTR x pCVR), all = pCTCVR trained on every row (MTReclib's singletask).
+    # The default is for a model.json saved before the key existed: those models are the "all" kind
+    funnel_cvr: Literal["clicked", "all"] = "all"
 
 
 class SharedBottomParams(ModelParams):

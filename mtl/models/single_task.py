@@ -13,9 +13,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mtl.config import SingleTaskParams
-from mtl.evaluation import JOINT_OUTPUT
 from mtl.models.base import ModelSpec, MultiTaskModel
-from mtl.models.layers import FeatureBatch, Tower, bce_with_log_prob, bce_with_logits, log1mexp
+from mtl.models.layers import FeatureBatch, Tower, bce_with_log_prob, log1mexp
 
 
 class _TaskNetwork(nn.Module):
@@ -49,16 +48,17 @@ class SingleTask(MultiTaskModel):
         return logits
 
     def loss_terms(self, logits: dict[str, Tensor], labels: Tensor) -> dict[str, Tensor]:
+        """Every task's BCE over all rows; with ``funnel_cvr: clicked`` the purchase term is instead pCVR's
+        BCE on the clicked rows (0 on the others). Like every term it is summed over rows and divided by
+        all of the batch's rows, so next to the L2 terms it weighs about the click rate's share."""
+        terms = super().loss_terms(logits, labels)
         if not (self.funnel and self.params.funnel_cvr == "clicked"):
-            return super().loss_terms(logits, labels)
+            return terms
         click, purchase = self.funnel
+        # log pCVR = log pCTCVR - log pCTR: the purchase network's own log-probability (the click network's
+        # part cancels, up to float rounding)
+        log_ctr = F.logsigmoid(logits[click].float())
+        log_cvr = (F.logsigmoid(logits[purchase].float()) - log_ctr).clamp(max=0.0)
         clicked = self.task_label(labels, click)
-        # log pCVR = log pCTCVR - log pCTR: the purchase network's own log-probability (the click
-        # network's part cancels), its BCE counted on clicked rows only
-        log_cvr = (F.logsigmoid(logits[purchase].float()) - F.logsigmoid(logits[click].float())).clamp(
-            max=0.0
-        )
-        return {
-            click: bce_with_logits(logits[click], clicked),
-            JOINT_OUTPUT: clicked * bce_with_log_prob(log_cvr, self.task_label(labels, purchase)),
-        }
+        terms[purchase] = clicked * bce_with_log_prob(log_cvr, self.task_label(labels, purchase))
+        return terms

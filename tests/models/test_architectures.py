@@ -266,11 +266,11 @@ def test_single_task_purchase_network_is_cvr_trained_on_clicked_rows(batches):
         cvr = torch.sigmoid(model.networks[1](batch.features))
         torch.testing.assert_close(model.probabilities(logits)["purchase"], cvr)
     terms = model.loss_terms(logits, batch.labels)
-    assert set(terms) == {"click", "ctcvr"}
+    assert set(terms) == {"click", "purchase"}
     y = batch.labels[:, 1]
     expected = clicked * -(y * cvr.log() + (1 - y) * (1 - cvr).log())  # BCE of pCVR, clicked rows only
-    torch.testing.assert_close(terms["ctcvr"].detach(), expected, rtol=1e-4, atol=1e-5)
-    terms["ctcvr"].sum().backward()
+    torch.testing.assert_close(terms["purchase"].detach(), expected, rtol=1e-4, atol=1e-5)
+    terms["purchase"].sum().backward()
     click_grads = [p.grad for p in model.networks[0].parameters() if p.grad is not None]
     assert all(
         float(g.coalesce().values().abs().max() if g.is_sparse else g.abs().max()) < 1e-6 for g in click_grads
@@ -281,6 +281,14 @@ def test_single_task_purchase_network_is_cvr_trained_on_clicked_rows(batches):
     plain_logits = plain(batch.features)
     torch.testing.assert_close(plain_logits["purchase"], plain.networks[1](batch.features))
     assert float(plain.loss_terms(plain_logits, batch.labels)["purchase"][clicked == 0].detach().sum()) > 0
+
+
+def test_a_single_task_model_saved_before_funnel_cvr_existed_loads_as_the_all_kind(batches):
+    metadata, _ = batches["aliccp"]
+    saved = small_params().models.single_task.model_dump()
+    del saved["funnel_cvr"]  # a model.json written by the earlier code
+    model = build_model("single_task", ModelSpec.from_metadata(metadata), saved)
+    assert model.params.funnel_cvr == "all"
 
 
 def test_every_parameter_is_used_by_every_model(batches):
