@@ -170,7 +170,9 @@ def norm_relu(norm: nn.Module, x: Tensor) -> Tensor:
     """``relu(norm(x))``. A training ``BatchNorm1d`` (affine, with running stats) on a contiguous float32
     ``(n, C)`` CPU batch runs as one C kernel forward and one backward, two passes over the activation
     each (its channel sums, then the output), where torch's batch norm and ReLU make a pass or more each.
-    Anything else, eval mode and ``torch.compile`` included, runs the torch modules."""
+    Anything else, eval mode and ``torch.compile`` included, runs the torch modules. The fused backward
+    is not itself differentiable (no second-order gradients through a batch-norm MLP: MetaHeac, which
+    needs them, has no norm layers), and forward hooks on the BatchNorm1d and ReLU modules do not fire."""
     if not _fusable(norm, x):
         return F.relu(norm(x))
     norm.num_batches_tracked.add_(1)  # as BatchNorm1d.forward: momentum None is the cumulative average

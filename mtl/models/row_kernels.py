@@ -9,9 +9,10 @@ rows (each row read and written once), gated mixtures of experts with their back
 batch norm with the ReLU after it, forward and backward (two passes over the activation each). Loops over
 independent rows run on ``torch.get_num_threads()`` OpenMP threads where the compiler has OpenMP; the
 gradient scatter into shared rows stays serial. The shared library is cached under
-``<state dir>/kernels`` keyed by the source's hash. Without a compiler, on anything but float32 CPU
-tensors, or with ``MTL_NATIVE_KERNELS=0``, callers get ``None``/``False`` (or ``native()`` says no) and
-use their pure-torch path, which computes the same values.
+``<state dir>/kernels`` keyed by the hash of the source and the compiler flags. Without a compiler, on
+anything but float32 CPU tensors, or with ``MTL_NATIVE_KERNELS=0``, callers get ``None``/``False`` (or
+``native()`` says no) and use their pure-torch path, which computes the same values up to float rounding
+(batch norm sums in another order).
 """
 
 from __future__ import annotations
@@ -48,8 +49,9 @@ SOURCE = r"""
 #define GRAIN 32768
 /* a function compiled also for AVX2 and AVX-512, the one for the CPU chosen when the library loads (glibc's
    ifunc): the library stays portable. Vector width leaves every value as it is (sums run per lane in row
-   order, and -std=c99 contracts no multiply-add) */
-#if defined(__x86_64__) && defined(__GLIBC__) && defined(__has_attribute)
+   order, and -ffp-contract=off fuses no multiply-add, which clang would do by default). NO_CLONES: a
+   compiler that rejects the attribute builds the plain loops */
+#if defined(__x86_64__) && defined(__GLIBC__) && defined(__has_attribute) && !defined(NO_CLONES)
 #if __has_attribute(target_clones)
 #define WIDE __attribute__((target_clones("avx512f", "avx2", "default")))
 #endif
@@ -357,8 +359,9 @@ int batch_norm_relu_backward(const float *restrict grad, const float *restrict x
 # no -march=native: the cached library must run on any x86-64/arm64 that shares the state directory;
 # -fno-math-errno lets sqrtf vectorise, -fopenmp-simd a marked sum. OpenMP threads where the compiler has
 # them, else the same loops serial.
-FLAGS = ["-O3", "-fno-math-errno", "-fopenmp-simd", "-fPIC", "-shared", "-std=c99"]
+FLAGS = ["-O3", "-fno-math-errno", "-ffp-contract=off", "-fopenmp-simd", "-fPIC", "-shared", "-std=c99"]
 OPENMP = ["-fopenmp"]
+NO_CLONES = ["-DNO_CLONES"]
 _P = ctypes.c_void_p
 _I = ctypes.c_int64
 _F = ctypes.c_float
@@ -388,7 +391,8 @@ def library() -> ctypes.CDLL | None:
         log.info("no C compiler found: embedding rows are updated by the pure-torch path")
         return None
     errors = []
-    for flags in ([*FLAGS, *OPENMP], FLAGS):
+    # each later attempt drops what a compiler may lack: the CPU-specific clones, then OpenMP
+    for flags in ([*FLAGS, *OPENMP], [*FLAGS, *OPENMP, *NO_CLONES], FLAGS, [*FLAGS, *NO_CLONES]):
         try:
             lib = ctypes.CDLL(str(_build(compiler, flags)))
         except (OSError, subprocess.CalledProcessError) as error:

@@ -5,6 +5,7 @@ kernel does not apply; and whole models training as they do without the kernels.
 from __future__ import annotations
 
 import copy
+import shutil
 
 import pytest
 import torch
@@ -162,3 +163,27 @@ def test_models_with_batch_norm_train_as_without_the_kernels(
     plain = batch_norm_losses(prepared_root, name, dataset, overrides)
     assert fused[-1] < fused[0]  # it trains
     assert max(abs(a - b) for a, b in zip(fused, plain)) < 1e-4
+
+
+def test_a_compiler_without_cpu_clones_still_builds_every_kernel(tmp_path, monkeypatch):
+    """A compiler that rejects ``target_clones`` gets the plain loops (-DNO_CLONES), not the torch path."""
+    real = shutil.which("gcc") or shutil.which("cc")
+    if real is None:
+        pytest.skip("no C compiler on this machine")
+    picky = tmp_path / "picky-cc"
+    picky.write_text(f'#!/bin/sh\ncase "$*" in *-DNO_CLONES*) exec {real} "$@";; esac\nexit 1\n')
+    picky.chmod(0o755)
+    monkeypatch.setenv("CC", str(picky))
+    monkeypatch.setenv("MTL_HOME", str(tmp_path / "state"))
+    row_kernels.library.cache_clear()
+    try:
+        lib = row_kernels.library()
+        assert lib is not None
+        built = list((tmp_path / "state" / "kernels").glob("row_kernels-*.so"))
+        assert len(built) == 1  # the OpenMP build without clones, the first attempt that compiled
+        x = torch.randn(64, 8)
+        norm = torch.nn.BatchNorm1d(8).train()
+        reference = torch.relu(torch.nn.BatchNorm1d(8).train()(x))
+        torch.testing.assert_close(layers.norm_relu(norm, x), reference)
+    finally:
+        row_kernels.library.cache_clear()
