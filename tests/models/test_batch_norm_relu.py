@@ -106,10 +106,14 @@ def count_fused_calls(monkeypatch) -> list[int]:
     return calls
 
 
-@pytest.mark.parametrize("case", ["eval", "float64", "strided", "layer norm"])
+@pytest.mark.parametrize(
+    "case", ["eval", "float64", "strided", "layer norm", "no affine", "no running stats"]
+)
 def test_the_torch_modules_run_where_the_kernel_does_not_apply(native, monkeypatch, case):
     calls = count_fused_calls(monkeypatch)
     norm = nn.LayerNorm(6) if case == "layer norm" else nn.BatchNorm1d(6)
+    if case in ("no affine", "no running stats"):
+        norm = nn.BatchNorm1d(6, affine=case != "no affine", track_running_stats=case != "no running stats")
     x = torch.randn(4, 12)[:, ::2] if case == "strided" else torch.randn(4, 6)
     if case == "float64":
         norm, x = norm.double(), x.double()
