@@ -55,7 +55,7 @@ class RowEmbedding(nn.Embedding):
             self.marker = torch.full((self.num_embeddings,), -1, dtype=torch.int32)
         native = row_kernels.unique_rows(ids, self.marker) if ids.device.type == "cpu" else None
         unique, inverse = native if native is not None else torch.unique(ids, return_inverse=True)
-        rows = self.weight.detach().index_select(0, unique).requires_grad_()  # (u, d)
+        rows = row_kernels.gather_rows(self.weight.detach(), unique).requires_grad_()  # (u, d)
         self.touched.append((unique, rows))
         return rows, inverse
 

@@ -60,11 +60,21 @@ SOURCE = r"""
 #define WIDE
 #endif
 
+/* rows of a large table are touched in random order: each loop asks for the row AHEAD iterations on
+   while it works on this one, so the memory accesses overlap instead of waiting one after another */
+#if defined(__GNUC__) || defined(__clang__)
+#define PREFETCH(address, write) __builtin_prefetch((address), (write))
+#else
+#define PREFETCH(address, write)
+#endif
+#define AHEAD 16
+
 /* distinct ids in first-seen order and each id's position among them; marker: -1 per table row,
    left at -1 on return */
 int64_t unique_rows(const int32_t *ids, int64_t n, int32_t *marker, int64_t *unique, int64_t *inverse) {
     int64_t u = 0;
     for (int64_t i = 0; i < n; i++) {
+        if (i + AHEAD < n) PREFETCH(marker + ids[i + AHEAD], 1);
         int32_t id = ids[i];
         int32_t slot = marker[id];
         if (slot < 0) { slot = (int32_t)u; marker[id] = slot; unique[u++] = id; }
@@ -72,6 +82,17 @@ int64_t unique_rows(const int32_t *ids, int64_t n, int32_t *marker, int64_t *uni
     }
     for (int64_t k = 0; k < u; k++) marker[unique[k]] = -1;
     return u;
+}
+
+/* out[k] = w[ids[k]]: the rows of a batch, gathered from the table */
+void gather_rows(const float *restrict w, const int64_t *restrict ids, int64_t u, int64_t d,
+                 float *restrict out) {
+    for (int64_t k = 0; k < u; k++) {
+        if (k + AHEAD < u) PREFETCH(w + ids[k + AHEAD] * d, 0);
+        const float *wk = w + ids[k] * d;
+        float *o = out + k * d;
+        for (int64_t j = 0; j < d; j++) o[j] = wk[j];
+    }
 }
 
 /* out[inverse[i]] += g[i] for every looked-up row i: the gradient of each distinct row */
@@ -94,6 +115,11 @@ void adam_rows(float *restrict w, float *restrict moments, const int64_t *restri
                const float *restrict row_decay, int threads) {
     PARALLEL(threads, u * d > GRAIN)
     for (int64_t k = 0; k < u; k++) {
+        if (k + AHEAD < u) {
+            PREFETCH(w + ids[k + AHEAD] * d, 1);
+            PREFETCH(moments + ids[k + AHEAD] * 2 * d, 1);
+            if (row_decay) PREFETCH(row_decay + ids[k + AHEAD], 0);
+        }
         float *wk = w + ids[k] * d;
         float *m = moments + ids[k] * 2 * d, *v = m + d;
         const float *gk = g + k * d;
@@ -115,6 +141,11 @@ void adagrad_rows(float *restrict w, float *restrict s, const int64_t *restrict 
                   float lr, float eps, float decay, const float *restrict row_decay, int threads) {
     PARALLEL(threads, u * d > GRAIN)
     for (int64_t k = 0; k < u; k++) {
+        if (k + AHEAD < u) {
+            PREFETCH(w + ids[k + AHEAD] * d, 1);
+            PREFETCH(s + ids[k + AHEAD] * d, 1);
+            if (row_decay) PREFETCH(row_decay + ids[k + AHEAD], 0);
+        }
         int64_t row = ids[k] * d;
         const float *gk = g + k * d;
         float dk = row_decay ? row_decay[ids[k]] : decay;
@@ -369,6 +400,7 @@ _T = ctypes.c_int
 _D = ctypes.c_double
 SIGNATURES = {
     "unique_rows": ([_P, _I, _P, _P, _P], _I),
+    "gather_rows": ([_P, _P, _I, _I, _P], None),
     "sum_rows": ([_P, _P, _I, _I, _P], None),
     "adam_rows": ([_P, _P, _P, _P, _I, _I, _F, _F, _F, _F, _F, _P, _T], None),
     "adagrad_rows": ([_P, _P, _P, _P, _I, _I, _F, _F, _F, _P, _T], None),
@@ -436,6 +468,16 @@ def unique_rows(ids: Tensor, marker: Tensor) -> tuple[Tensor, Tensor] | None:
     inverse = torch.empty(ids.shape, dtype=torch.int64)
     u = lib.unique_rows(ids.data_ptr(), ids.numel(), marker.data_ptr(), unique.data_ptr(), inverse.data_ptr())
     return unique[:u], inverse
+
+
+def gather_rows(weight: Tensor, ids: Tensor) -> Tensor:
+    """``weight.index_select(0, ids)`` (``ids`` int64), the table's rows fetched ahead of their use."""
+    lib = library()
+    if lib is None or ids.dtype != torch.int64 or not native(weight) or not _usable(weight, ids):
+        return weight.index_select(0, ids)
+    out = weight.new_empty(len(ids), weight.shape[1])
+    lib.gather_rows(weight.data_ptr(), ids.data_ptr(), len(ids), weight.shape[1], out.data_ptr())
+    return out
 
 
 def sum_rows(grad: Tensor, inverse: Tensor, out: Tensor) -> bool:

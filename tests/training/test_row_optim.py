@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mtl.datasets.prepared import load_metadata, read_split
-from mtl.models import build_model
+from mtl.models import build_model, row_kernels
 from mtl.models.embedding import RowEmbedding
 from mtl.training.data import TensorSplit, prefetched
 from mtl.training.optim import build_optimizers, scale_embedding_decay, use_sparse_embeddings
@@ -222,3 +222,12 @@ def test_prefetched_gathers_on_one_thread_and_leaves_the_step_its_threads():
         assert later == [2]
     finally:
         torch.set_num_threads(before)
+
+
+def test_gather_rows_is_index_select():
+    table = torch.randn(1000, 5)
+    ids = torch.randperm(1000)[:300]  # random order, as a batch's distinct rows come
+    torch.testing.assert_close(
+        row_kernels.gather_rows(table, ids), table.index_select(0, ids), rtol=0, atol=0
+    )
+    assert row_kernels.gather_rows(table, ids[:0]).shape == (0, 5)
