@@ -15,7 +15,7 @@ from torch import Tensor
 from mtl.config import EsmmParams
 from mtl.errors import ModelConfigError
 from mtl.models.base import JOINT_OUTPUT, ModelSpec, MultiTaskModel
-from mtl.models.layers import FeatureBatch, Tower, bce_with_log_prob, bce_with_logits, log1mexp
+from mtl.models.layers import FeatureBatch, Tower, bce_with_log_prob, bce_with_logits, product_logit
 
 
 class ESMM(MultiTaskModel):
@@ -40,9 +40,7 @@ class ESMM(MultiTaskModel):
     def forward(self, features: FeatureBatch) -> dict[str, Tensor]:
         x = self.input(features)
         ctr_logit = self.ctr_tower(x)
-        # log(pCTR x pCVR)
-        log_ctcvr = F.logsigmoid(ctr_logit.float()) + F.logsigmoid(self.cvr_tower(x).float())
-        return {self.click: ctr_logit, self.purchase: log_ctcvr - log1mexp(log_ctcvr)}
+        return {self.click: ctr_logit, self.purchase: product_logit(ctr_logit, self.cvr_tower(x))}
 
     def loss_terms(self, logits: dict[str, Tensor], labels: Tensor) -> dict[str, Tensor]:
         click = self.task_label(labels, self.click)

@@ -381,6 +381,13 @@ def log1mexp(log_p: Tensor) -> Tensor:
     return torch.where(near_zero, torch.log(-torch.expm1(safe_near)), torch.log1p(-torch.exp(safe_far)))
 
 
+def product_logit(first: Tensor, second: Tensor) -> Tensor:
+    """``logit(sigmoid(first) x sigmoid(second))`` in float32, through the log-probabilities (a funnel's
+    pCTCVR from its pCTR and pCVR logits)."""
+    log_p = F.logsigmoid(first.float()) + F.logsigmoid(second.float())
+    return log_p - log1mexp(log_p)
+
+
 def bce_with_log_prob(log_p: Tensor, target: Tensor) -> Tensor:
     """Per-row binary cross-entropy of a probability given as its log (for products of probabilities)."""
     return -(target * log_p + (1.0 - target) * log1mexp(log_p))

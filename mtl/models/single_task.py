@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from mtl.config import SingleTaskParams
 from mtl.models.base import ModelSpec, MultiTaskModel
-from mtl.models.layers import FeatureBatch, Tower, bce_with_log_prob, log1mexp
+from mtl.models.layers import FeatureBatch, Tower, bce_with_log_prob, product_logit
 
 
 class _TaskNetwork(nn.Module):
@@ -43,8 +43,7 @@ class SingleTask(MultiTaskModel):
         if self.funnel and self.params.funnel_cvr == "clicked":
             click, purchase = self.funnel
             # the purchase network gives pCVR; the output is the CTCVR logit, logit(pCTR x pCVR)
-            log_ctcvr = F.logsigmoid(logits[click].float()) + F.logsigmoid(logits[purchase].float())
-            logits[purchase] = log_ctcvr - log1mexp(log_ctcvr)
+            logits[purchase] = product_logit(logits[click], logits[purchase])
         return logits
 
     def loss_terms(self, logits: dict[str, Tensor], labels: Tensor) -> dict[str, Tensor]:
