@@ -28,36 +28,57 @@ class RowEmbedding(nn.Embedding):
         self.touched: list[tuple[Tensor, Tensor]] = []
         self.marker: Tensor | None = None  # row -> -1 scratch of the C kernel's distinct-row pass
 
-    def forward(self, ids: Tensor) -> Tensor:
+    def forward(self, ids: Tensor, distinct: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """``distinct``: as in ``pooled``."""
         if not self._capturing(ids):
             return super().forward(ids)
-        rows, inverse = self._capture(ids)
+        rows, inverse = self._capture(ids, distinct)
         return _GatherRows.apply(rows, inverse.reshape(-1)).view(*ids.shape, self.embedding_dim)
 
-    def pooled(self, ids: Tensor, weight: Tensor | None, bag: Tensor, bags: int) -> Tensor | None:
+    def pooled(
+        self,
+        ids: Tensor,
+        weight: Tensor | None,
+        bag: Tensor,
+        bags: int,
+        distinct: tuple[Tensor, Tensor] | None = None,
+    ) -> Tensor | None:
         """Row mode with the C kernels: ``(n, bags, d)``, per row of ``ids`` ``(n, c)`` the sum of its
         looked-up rows over each bag's columns (``bag``: column -> bag), the last ``weight.shape[1]``
-        columns weighted by ``weight``; gathered and summed in one pass, backward too. None where that
-        cannot run: the caller looks up and pools."""
+        columns weighted by ``weight``; gathered and summed in one pass, backward too. ``distinct``:
+        ``ids``' distinct rows and inverse, found ahead (``FeatureInput.plan``). None where that cannot
+        run: the caller looks up and pools."""
         if not (
             self._capturing(ids) and row_kernels.native(self.weight, *([] if weight is None else [weight]))
         ):
             return None
-        rows, inverse = self._capture(ids)
+        rows, inverse = self._capture(ids, distinct)
         return _PoolRows.apply(rows, inverse, weight, bag, bags)
 
     def _capturing(self, ids: Tensor) -> bool:
         return self.capture_rows and self.training and torch.is_grad_enabled()
 
-    def _capture(self, ids: Tensor) -> tuple[Tensor, Tensor]:
-        """(the batch's distinct rows, a leaf remembered for the optimiser; each id's index among them)."""
-        if self.marker is None or len(self.marker) != self.num_embeddings:
-            self.marker = torch.full((self.num_embeddings,), -1, dtype=torch.int32)
-        native = row_kernels.unique_rows(ids, self.marker) if ids.device.type == "cpu" else None
-        unique, inverse = native if native is not None else torch.unique(ids, return_inverse=True)
+    def _capture(self, ids: Tensor, distinct: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+        """(the batch's distinct rows, a leaf remembered for the optimiser; each id's index among them).
+        ``distinct``: (distinct ids, inverse) of ``ids`` found ahead."""
+        unique, inverse = self.distinct_rows(ids) if distinct is None else distinct
         rows = row_kernels.gather_rows(self.weight.detach(), unique).requires_grad_()  # (u, d)
         self.touched.append((unique, rows))
         return rows, inverse
+
+    def distinct_rows(self, ids: Tensor, marker: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(the distinct rows of ``ids``, each id's index among them). On the CPU by the C kernel, whose
+        ``marker`` scratch (one int32 per row, all -1) defaults to this table's own: a second thread
+        passes one of its own."""
+        if ids.device.type == "cpu":
+            if marker is None:
+                if self.marker is None or len(self.marker) != self.num_embeddings:
+                    self.marker = torch.full((self.num_embeddings,), -1, dtype=torch.int32)
+                marker = self.marker
+            native = row_kernels.unique_rows(ids, marker)
+            if native is not None:
+                return native
+        return torch.unique(ids, return_inverse=True)
 
     def take_touched(self) -> tuple[Tensor, Tensor] | None:
         """(distinct row ids, their summed gradients) of the lookups since the last call, then forget them."""

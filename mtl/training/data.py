@@ -9,7 +9,8 @@ On CUDA every chunk (the whole split when it fits) is pinned and copied to the G
 non-blocking transfer; batches are then gathered on the GPU, so no per-step host-to-device copy exists.
 
 Training batches are gathered by a background thread (``prefetched``), one or two ahead of the step, so
-building the next batch overlaps with the model's forward and backward.
+building the next batch overlaps with the model's forward and backward; the same thread plans each batch's
+input layer (its table ids, slot weights and distinct rows: ``mtl.models.layers.InputPlanner``).
 
 Distributed: every rank draws the same global permutation per epoch (seeded by run seed, epoch and
 chunk), cuts the same global batches, and takes its own contiguous shard of each; so N ranks see
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, TypeVar
@@ -155,9 +156,18 @@ class SplitSource:
 
 
 def train_batches(
-    source: SplitSource, *, batch_size: int, seed: int, epoch: int, rank: int = 0, world_size: int = 1
+    source: SplitSource,
+    *,
+    batch_size: int,
+    seed: int,
+    epoch: int,
+    rank: int = 0,
+    world_size: int = 1,
+    plan: Callable[[FeatureBatch], FeatureBatch] | None = None,
 ) -> Iterator[tuple[Batch, int]]:
-    """(this rank's shard of a shuffled global batch, global batch rows) for one epoch."""
+    """(this rank's shard of a shuffled global batch, global batch rows) for one epoch; ``plan``
+    (``mtl.models.layers.InputPlanner``) runs on each batch's features where the batch is built, which
+    under ``prefetched`` is the batch thread."""
     for index, chunk in enumerate(source.chunks()):
         generator = torch.Generator().manual_seed(derive_seed(seed, epoch, index))
         order = torch.randperm(len(chunk), generator=generator).to(chunk.row_id.device)
@@ -165,7 +175,10 @@ def train_batches(
             rows = order[start : start + batch_size]
             if rows.numel() < world_size:  # a tail too small to give every rank a row
                 continue
-            yield chunk.take(rows.tensor_split(world_size)[rank]), int(rows.numel())
+            batch = chunk.take(rows.tensor_split(world_size)[rank])
+            if plan is not None:
+                batch = batch._replace(features=plan(batch.features))
+            yield batch, int(rows.numel())
 
 
 def eval_batches(source: SplitSource, batch_size: int) -> Iterator[Batch]:

@@ -28,7 +28,7 @@ from mtl.config import TrainParams
 from mtl.errors import TrainingError
 from mtl.evaluation import evaluate_predictions
 from mtl.models import MultiTaskModel
-from mtl.models.layers import prepare_for_compile
+from mtl.models.layers import InputPlanner, prepare_for_compile
 from mtl.training.data import SplitSource, prefetched, train_batches
 from mtl.training.device import Precision
 from mtl.training.distributed import DistributedContext
@@ -117,6 +117,9 @@ class Trainer:
         if params.compile:
             prepare_for_compile()
         self.network = torch.compile(network) if params.compile else network
+        # the batch thread plans each batch's input layer ahead of its step (not for a compiled network,
+        # which would guard on the planned batch's type, nor under DDP, which rebuilds its inputs)
+        self.planner = None if params.compile or self.dist.enabled else InputPlanner(self.model)
 
     # --- the loop ----------------------------------------------------------------------------------
 
@@ -192,6 +195,7 @@ class Trainer:
                 epoch=epoch,
                 rank=self.dist.rank,
                 world_size=self.dist.world_size,
+                plan=self.planner,
             )
         )
         every = 1 if self.device.type == "cpu" else self.params.nan_check_interval

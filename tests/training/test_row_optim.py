@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import io
 import threading
+from functools import partial
 
 import pytest
 import torch
 
 from mtl.datasets.prepared import load_metadata, read_split
 from mtl.models import build_model, row_kernels
-from mtl.models.embedding import RowEmbedding
+from mtl.models.embedding import RowEmbedding, row_embeddings
+from mtl.models.layers import FeatureBatch, FeatureInput, InputPlanner, PlannedBatch
 from mtl.training.data import TensorSplit, prefetched
 from mtl.training.optim import build_optimizers, scale_embedding_decay, use_sparse_embeddings
 from mtl.training.row_optim import RowAdagrad, RowAdam
@@ -231,3 +233,60 @@ def test_gather_rows_is_index_select():
         row_kernels.gather_rows(table, ids), table.index_select(0, ids), rtol=0, atol=0
     )
     assert row_kernels.gather_rows(table, ids[:0]).shape == (0, 5)
+
+
+@pytest.mark.parametrize("model_name", ["mmoe", "single_task"])
+def test_a_planned_batch_steps_as_the_unplanned_one_without_redoing_the_plan(
+    prepared_root, kernels, model_name
+):
+    metadata = load_metadata(prepared_root / "aliccp")
+    split = TensorSplit.from_arrays(read_split(prepared_root / "aliccp", "train", metadata), metadata, "t")
+    params = small_params()
+    curves, tables = [], []
+    for planned in (False, True):
+        torch.manual_seed(0)
+        model = build_model(model_name, metadata, params).train()
+        use_sparse_embeddings(model, True, rows=True)
+        optimizers = build_optimizers(model, params.train, sparse=True)
+        forward = model
+        with pytest.MonkeyPatch.context() as patch:
+            if planned:
+                planner = InputPlanner(model)
+                assert len(planner.inputs) == 1  # single_task's per-task inputs share one layout and plan
+                plans = [planner(split.slice(step * 200, step * 200 + 200).features) for step in range(6)]
+                assert all(isinstance(p, PlannedBatch) for p in plans)
+                assert all(plan.distinct is not None for p in plans for plan in p.plans.values())
+                (marker,) = planner.markers.values()  # the planner's own scratch, left clean
+                assert bool((marker == -1).all())
+                for name in ("global_ids", "_slot_weights"):
+                    patch.setattr(FeatureInput, name, _fail)
+                patch.setattr(RowEmbedding, "distinct_rows", _fail)
+                forward = partial(_planned_forward, model, iter(plans))
+            curves.append(loss_curve(model, forward, optimizers, split, 6))
+        tables.append([t.weight.detach().clone() for t in row_embeddings(model)])
+        if planned:  # the step never needed a scratch of its own
+            assert all(t.marker is None for t in row_embeddings(model))
+    assert curves[0] == curves[1]
+    assert all(torch.equal(a, b) for a, b in zip(*tables))
+
+
+def _planned_forward(model, plans, features):
+    """The model on the next planned batch (the same rows as ``features``, planned beforehand)."""
+    planned = next(plans)
+    assert torch.equal(planned.sparse, features.sparse)
+    return model(planned)
+
+
+def _fail(*args, **kwargs):
+    raise AssertionError("recomputed what the plan holds")
+
+
+def test_a_slice_of_a_planned_batch_is_planned_afresh(prepared_root):
+    metadata = load_metadata(prepared_root / "aliccp")
+    split = TensorSplit.from_arrays(read_split(prepared_root / "aliccp", "train", metadata), metadata, "t")
+    model = build_model("esmm", metadata, small_params()).eval()
+    planned = InputPlanner(model)(split.slice(0, 50).features)
+    part = FeatureBatch(*(t[:20] for t in planned))
+    assert not hasattr(part, "plans")
+    with torch.no_grad():
+        assert torch.equal(model.input(part), model.input(planned)[:20])

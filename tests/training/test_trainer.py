@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import torch
 
 from mtl import paths, pipeline
 from mtl.errors import ConfigError, TrainingError
+from mtl.models.layers import InputPlanner
 from mtl.training.artifacts import load_trained_model
 from mtl.training.checkpoint import load_checkpoint
 from mtl.training.seeding import derive_seed
@@ -271,3 +273,22 @@ def test_a_datasets_own_train_keys_reach_its_models_only(data_dir):
     aliccp = pipeline.train("aliccp", "shared_bottom", data_dir=data_dir, params=params)
     assert census["training"]["epochs_run"] == 1
     assert aliccp["training"]["epochs_run"] == 3
+
+
+def test_the_batch_thread_plans_each_batch_and_the_model_is_the_same(tmp_path, prepared_root, monkeypatch):
+    calls: list[str] = []
+    plan = InputPlanner.__call__
+
+    def spy(self, features):
+        calls.append(threading.current_thread().name)
+        return plan(self, features)
+
+    trained = {}
+    for name, planner in (("planned", spy), ("unplanned", lambda self, features: features)):
+        monkeypatch.setattr(InputPlanner, "__call__", planner)
+        run_dir = link_prepared(tmp_path / name, prepared_root / "aliccp", "aliccp")
+        pipeline.train("aliccp", "mmoe", data_dir=run_dir, params=small_params("train.epochs=2"))
+        trained[name] = weights(run_dir, "aliccp", "mmoe")
+    assert calls
+    assert set(calls) == {"mtl-batches"}  # every batch, never on the training thread
+    assert_same_weights(trained["planned"], trained["unplanned"])
