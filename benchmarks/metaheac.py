@@ -157,6 +157,8 @@ def quality(data_dir: Path, params: Params) -> dict[str, Any]:
         variants = {name: metrics["variants"][name] for name in metrics["variants"]}
         variants["plain_adapted_official"] = campaign_metrics(labels, predictions, stage2.group)
         scores = pq.read_table(evaluated["predictions"])
+        # paired row by row: the evaluation wrote stage2's rows in their order
+        assert np.array_equal(scores.column("row_id").to_numpy(), stage2.data.row_id.numpy())
         adapted = scores.column("p_metaheac").to_numpy()
         fine_tuned = {
             "plain_adapted": scores.column("p_plain_adapted").to_numpy(),
@@ -203,12 +205,16 @@ def paired_margins(
     draws_auc, draws_gauc = [], []
     for _ in range(draws):
         pick = rng.integers(0, len(parts), len(parts))
+        kept = pick[scored[pick]]
+        if not kept.size:  # only campaigns of one class drawn: no AUC of either kind (a handful of campaigns)
+            continue
         rows = np.concatenate([np.arange(parts[i].start, parts[i].stop) for i in pick])
         draws_auc.append(roc_auc(y[rows], a[rows]) - roc_auc(y[rows], b[rows]))
-        kept = pick[scored[pick]]
         draws_gauc.append(float(np.mean(auc_a[kept] - auc_b[kept])))
     margin_auc = roc_auc(y, a) - roc_auc(y, b)
     margin_gauc = float(np.mean(auc_a[scored] - auc_b[scored]))
+    if len(draws_auc) < draws / 2:
+        raise ValueError(f"too few campaigns with both classes for a bootstrap ({int(scored.sum())})")
     return {
         "auc": [margin_auc, *np.percentile(draws_auc, [2.5, 97.5]).tolist()],
         "gauc": [margin_gauc, *np.percentile(draws_gauc, [2.5, 97.5]).tolist()],

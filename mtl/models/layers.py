@@ -43,8 +43,9 @@ class InputPlan(NamedTuple):
 
 class PlannedBatch(FeatureBatch):
     """A ``FeatureBatch`` with the plans built for it ahead of the step, one per input layout (``plans``).
-    Anything that iterates, slices or moves it sees the same four tensors and gets a plain ``FeatureBatch``
-    back, which the input layer plans itself: a plan never outlives the tensors it was built from."""
+    Anything that iterates, slices or moves it sees the same four tensors; what it derives (a slice, a
+    ``_replace``, a pytree map) carries no plans, or (a copy) the same tensors, so the input layer plans a
+    derived batch itself: a plan never outlives the tensors it was built from."""
 
     plans: dict[tuple, InputPlan]
 
@@ -88,7 +89,8 @@ class FeatureInput(nn.Module):
         field_of_column = torch.cat([torch.arange(n_sparse), n_sparse + field_of_slot])
         self.register_buffer("field_of_column", field_of_column, False)
         self.multi_lengths = lengths
-        # what a plan depends on besides the batch: equal layouts (single_task's per-task inputs) share one
+        # what a plan depends on besides the batch (and the table's dtype and row mode, checked where a plan
+        # is made and used): equal layouts (single_task's per-task inputs) share one
         self.layout = (tuple(vocab), n_sparse, tuple(lengths), pooling)
         n_fields = n_sparse + self.n_multi
         # interaction "dot": the dot product of every pair of field vectors joins the output (the

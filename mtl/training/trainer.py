@@ -118,7 +118,8 @@ class Trainer:
             prepare_for_compile()
         self.network = torch.compile(network) if params.compile else network
         # the batch thread plans each batch's input layer ahead of its step (not for a compiled network,
-        # which would guard on the planned batch's type, nor under DDP, which rebuilds its inputs)
+        # which would guard on the planned batch's type, nor under DDP: no row mode there, and on GPUs it
+        # rebuilds its inputs)
         self.planner = None if params.compile or self.dist.enabled else InputPlanner(self.model)
 
     # --- the loop ----------------------------------------------------------------------------------

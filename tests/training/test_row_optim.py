@@ -281,12 +281,31 @@ def _fail(*args, **kwargs):
     raise AssertionError("recomputed what the plan holds")
 
 
-def test_a_slice_of_a_planned_batch_is_planned_afresh(prepared_root):
+def test_a_batch_derived_from_a_planned_one_is_planned_afresh(prepared_root):
     metadata = load_metadata(prepared_root / "aliccp")
     split = TensorSplit.from_arrays(read_split(prepared_root / "aliccp", "train", metadata), metadata, "t")
     model = build_model("esmm", metadata, small_params()).eval()
     planned = InputPlanner(model)(split.slice(0, 50).features)
-    part = FeatureBatch(*(t[:20] for t in planned))
-    assert not hasattr(part, "plans")
+    assert planned.plans
+    lengths = planned.multi_lengths.clone()
+    lengths[:, 0] = 0  # another batch: its plan would differ
+    derived = {
+        "slice": FeatureBatch(*(t[:20] for t in planned)),
+        "_replace": planned._replace(multi_lengths=lengths),
+        "tree_map": torch.utils._pytree.tree_map(lambda t: t[:20], planned),
+    }
     with torch.no_grad():
-        assert torch.equal(model.input(part), model.input(planned)[:20])
+        for how, batch in derived.items():
+            assert not getattr(batch, "plans", None), how
+            fresh = FeatureBatch(*(t.clone() for t in batch))
+            assert torch.equal(model.input(batch), model.input(fresh)), how
+
+
+def test_a_plan_for_another_dtype_is_not_used(prepared_root):
+    metadata = load_metadata(prepared_root / "aliccp")
+    split = TensorSplit.from_arrays(read_split(prepared_root / "aliccp", "train", metadata), metadata, "t")
+    model = build_model("esmm", metadata, small_params()).eval()
+    planned = InputPlanner(model)(split.slice(0, 50).features)  # float32 slot weights
+    model.double()
+    with torch.no_grad():
+        assert torch.equal(model.input(planned), model.input(FeatureBatch(*planned)))

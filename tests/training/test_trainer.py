@@ -20,6 +20,7 @@ import torch
 
 from mtl import paths, pipeline
 from mtl.errors import ConfigError, TrainingError
+from mtl.models.embedding import RowEmbedding
 from mtl.models.layers import InputPlanner
 from mtl.training.artifacts import load_trained_model
 from mtl.training.checkpoint import load_checkpoint
@@ -276,19 +277,28 @@ def test_a_datasets_own_train_keys_reach_its_models_only(data_dir):
 
 
 def test_the_batch_thread_plans_each_batch_and_the_model_is_the_same(tmp_path, prepared_root, monkeypatch):
-    calls: list[str] = []
-    plan = InputPlanner.__call__
+    plans: list[str] = []  # the thread of every plan
+    distinct: dict[str, set[str]] = {}  # per run, the threads that looked for a batch's distinct rows
+    plan, find = InputPlanner.__call__, RowEmbedding.distinct_rows
 
-    def spy(self, features):
-        calls.append(threading.current_thread().name)
+    def planner(self, features):
+        plans.append(threading.current_thread().name)
         return plan(self, features)
 
     trained = {}
-    for name, planner in (("planned", spy), ("unplanned", lambda self, features: features)):
-        monkeypatch.setattr(InputPlanner, "__call__", planner)
+    for name, call in (("planned", planner), ("unplanned", lambda self, features: features)):
+        monkeypatch.setattr(InputPlanner, "__call__", call)
+
+        def spy(self, ids, marker=None, run=name):
+            distinct.setdefault(run, set()).add(threading.current_thread().name)
+            return find(self, ids, marker)
+
+        monkeypatch.setattr(RowEmbedding, "distinct_rows", spy)
         run_dir = link_prepared(tmp_path / name, prepared_root / "aliccp", "aliccp")
         pipeline.train("aliccp", "mmoe", data_dir=run_dir, params=small_params("train.epochs=2"))
         trained[name] = weights(run_dir, "aliccp", "mmoe")
-    assert calls
-    assert set(calls) == {"mtl-batches"}  # every batch, never on the training thread
+    assert plans
+    assert set(plans) == {"mtl-batches"}  # every batch, never on the training thread
+    # planned, the step takes the batch's distinct rows from the plan; unplanned, it finds them itself
+    assert distinct == {"planned": {"mtl-batches"}, "unplanned": {"MainThread"}}
     assert_same_weights(trained["planned"], trained["unplanned"])
