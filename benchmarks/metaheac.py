@@ -201,6 +201,8 @@ def paired_margins(
 
     auc_a, auc_b = per_campaign(a), per_campaign(b)
     scored = ~np.isnan(auc_a)  # campaigns with both classes (the same rows for both scorers)
+    if not scored.any():
+        raise ValueError("no campaign has both classes: no AUC to compare")
     rng = np.random.default_rng(seed)
     draws_auc, draws_gauc = [], []
     for _ in range(draws):
@@ -213,8 +215,6 @@ def paired_margins(
         draws_gauc.append(float(np.mean(auc_a[kept] - auc_b[kept])))
     margin_auc = roc_auc(y, a) - roc_auc(y, b)
     margin_gauc = float(np.mean(auc_a[scored] - auc_b[scored]))
-    if len(draws_auc) < draws / 2:
-        raise ValueError(f"too few campaigns with both classes for a bootstrap ({int(scored.sum())})")
     return {
         "auc": [margin_auc, *np.percentile(draws_auc, [2.5, 97.5]).tolist()],
         "gauc": [margin_gauc, *np.percentile(draws_gauc, [2.5, 97.5]).tolist()],

@@ -86,3 +86,34 @@ print(json.dumps({{"rows_per_s": rate, "rows_per_cpu_s": rate / 2, **peak_memory
     assert result["rows_per_s"] == 200.0
     assert result["rows_per_cpu_s"] == 100.0
     assert 0 < result["peak_private_mb"] < result["peak_rss_mb"]  # shared-library pages left out
+
+
+def test_metaheac_margins_are_paired_over_whole_campaigns():
+    import numpy as np
+
+    from mtl.evaluation import campaign_metrics
+
+    paired_margins = load_script("metaheac").paired_margins
+    rng = np.random.default_rng(0)
+    groups = rng.integers(0, 30, 3000)
+    labels = (rng.random(3000) < 0.2).astype(np.float64)
+    labels[groups == 7] = 0.0  # a campaign of one class: in pooled AUC, out of GAUC
+    noise = rng.random(3000)
+    better, worse = labels * 0.6 + noise, labels * 0.2 + noise
+    margins = paired_margins(labels, groups, better, worse, seed=1, draws=400)
+    ours, theirs = (campaign_metrics(labels, s, groups) for s in (better, worse))
+    assert margins["auc"][0] == pytest.approx(ours["auc"] - theirs["auc"])
+    assert margins["gauc"][0] == pytest.approx(ours["gauc"] - theirs["gauc"])
+    for margin, low, high in margins.values():
+        assert 0 < low < margin < high
+    # the same scores on both sides: every draw's difference is exactly 0, however campaigns are drawn
+    assert paired_margins(labels, groups, better, better, seed=1, draws=50) == {
+        "auc": [0.0, 0.0, 0.0],
+        "gauc": [0.0, 0.0, 0.0],
+    }
+    # pairing: a scorer shifted per campaign ranks the same within each campaign, so GAUC's margin is 0
+    shifted = better + groups * 10.0
+    assert paired_margins(labels, groups, shifted, better, seed=1, draws=50)["gauc"] == [0.0, 0.0, 0.0]
+    one_class = groups == 7
+    with pytest.raises(ValueError, match="no campaign has both classes"):
+        paired_margins(labels[one_class], groups[one_class], better[one_class], worse[one_class], seed=1)
