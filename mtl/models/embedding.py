@@ -72,13 +72,17 @@ class RowEmbedding(nn.Embedding):
         passes one of its own."""
         if ids.device.type == "cpu":
             if marker is None:
-                if self.marker is None or len(self.marker) != self.num_embeddings:
-                    self.marker = torch.full((self.num_embeddings,), -1, dtype=torch.int32)
-                marker = self.marker
+                self.marker = marker = self.scratch(self.marker)
             native = row_kernels.unique_rows(ids, marker)
             if native is not None:
                 return native
         return torch.unique(ids, return_inverse=True)
+
+    def scratch(self, marker: Tensor | None) -> Tensor:
+        """``marker`` if it is a distinct-row scratch for this table (one int32 per row), else a new one."""
+        if marker is None or len(marker) != self.num_embeddings:
+            marker = torch.full((self.num_embeddings,), -1, dtype=torch.int32)
+        return marker
 
     def take_touched(self) -> tuple[Tensor, Tensor] | None:
         """(distinct row ids, their summed gradients) of the lookups since the last call, then forget them."""

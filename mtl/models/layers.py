@@ -206,9 +206,7 @@ class InputPlanner:
         table = module.embedding
         if not table.capture_rows:  # the distinct rows serve row mode only
             return None
-        marker = self.markers.get(layout)
-        if marker is None or len(marker) != table.num_embeddings:
-            marker = self.markers[layout] = torch.full((table.num_embeddings,), -1, dtype=torch.int32)
+        self.markers[layout] = marker = table.scratch(self.markers.get(layout))
         return marker
 
 
