@@ -35,7 +35,7 @@ import torch
 from mtl import paths, pipeline
 from mtl.config import Params, load_params
 from mtl.datasets.prepared import METADATA_FILE, load_metadata
-from mtl.evaluation import campaign_metrics, group_slices, roc_auc
+from mtl.evaluation import campaign_metrics, campaign_table, group_slices, roc_auc
 from mtl.models import build_model
 from mtl.models.metaheac import MetaHeac
 from mtl.training.adaptation import adapt_batched, adapt_sequential
@@ -192,14 +192,9 @@ def paired_margins(
     """``ours`` minus ``theirs`` on the same rows, pooled AUC and GAUC, each as [margin, 2.5%, 97.5%] of
     a paired bootstrap over campaigns (whole campaigns drawn with replacement, both scorers on each
     draw): how far the margin could move with another sample of campaigns like these."""
-    order, _, parts = group_slices(groups)
+    order, _, parts = group_slices(groups)  # the campaigns in campaign_table's order
     y, a, b = (np.asarray(v, dtype=np.float64)[order] for v in (labels, ours, theirs))
-
-    def per_campaign(scores: np.ndarray) -> np.ndarray:
-        aucs = [roc_auc(y[part], scores[part]) for part in parts]
-        return np.array([np.nan if v is None else v for v in aucs], dtype=np.float64)
-
-    auc_a, auc_b = per_campaign(a), per_campaign(b)
+    auc_a, auc_b = (campaign_table(labels, s, groups, top_share=0.05)["auc"] for s in (ours, theirs))
     scored = ~np.isnan(auc_a)  # campaigns with both classes (the same rows for both scorers)
     if not scored.any():
         raise ValueError("no campaign has both classes: no AUC to compare")
