@@ -54,6 +54,7 @@ SWEEP = (
     "train.embedding_row_decay=0.0,0.03,0.3",
     "train.embedding_weight_decay=0.0,0.01",
     "train.embedding_optimizer=adam",
+    "train.weight_average_decay=0.0,0.3,0.7",
     "models.{model}.interaction=none",
     "models.{model}.embed_dim=8,32",
 )

@@ -241,6 +241,9 @@ class TrainParams(Section):
     precision: Literal["auto", "fp32", "bf16", "fp16"]
     compile: bool
     validation_split: str
+    # weights validated, selected and kept: a moving average of the epoch-end weights, a <- d*a + (1-d)*w
+    # (0: the epoch-end weights themselves)
+    weight_average_decay: float = Field(ge=0.0, lt=1.0)
     early_stopping: EarlyStoppingParams
     max_in_memory_rows: int = Field(ge=1)  # larger splits stream from Parquet row groups
     stream_chunk_rows: int = Field(ge=1)

@@ -1,13 +1,16 @@
-"""Run state that survives a restart: early stopping with best weights, and the resumable checkpoint.
+"""Run state that survives a restart: early stopping with best weights, the moving average of the
+epoch-end weights, and the resumable checkpoint.
 
 A checkpoint holds the model, optimisers, grad scaler, every RNG state, the epoch, the early-stopping
-state (best epoch, metric, weights, misses), the history and a *fingerprint* of the run; it is resumed
-only by a run with the same fingerprint. Reusable by any epoch-based trainer (e.g. MetaHeac's).
+state (best epoch, metric, weights, misses), the weight average, the history and a *fingerprint* of the
+run; it is resumed only by a run with the same fingerprint. Reusable by any epoch-based trainer (e.g.
+MetaHeac's).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,7 @@ from mtl.training.checkpoint import load_checkpoint, of_this_run, save_checkpoin
 from mtl.training.seeding import capture_rng_state, restore_rng_state
 
 CHECKPOINT_FORMAT = 1
+SWAP_CHUNK = 1 << 20  # elements swapped at a time between the model and its average (bounded scratch)
 
 
 @dataclass
@@ -33,6 +37,23 @@ class RunState:
     bad_epochs: int = 0
     finished: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
+    average: dict[str, torch.Tensor] | None = None  # update_average()'s, on the model's device
+
+    def update_average(self, model: nn.Module, decay: float) -> None:
+        """Fold the model's epoch-end weights into the moving average: a <- decay * a + (1 - decay) * w
+        for floating-point entries of the state dict (the others, such as batch-norm step counts, are
+        the model's own); the first epoch starts it at a copy of the weights."""
+        weights = model.state_dict()
+        if self.average is None:
+            self.average = {k: v.detach().clone() for k, v in weights.items()}
+            return
+        with torch.no_grad():
+            for key, value in weights.items():
+                mean = self.average[key]
+                if mean.is_floating_point():
+                    mean.mul_(decay).add_(value, alpha=1.0 - decay)
+                else:
+                    mean.copy_(value)
 
     def observe(
         self,
@@ -89,6 +110,7 @@ def save_run(
             },
             "bad_epochs": state.bad_epochs,
             "history": state.history,
+            "average": state.average,
         },
     )
 
@@ -122,4 +144,33 @@ def load_run(
         bad_epochs=saved["bad_epochs"],
         finished=saved["finished"],
         history=list(saved["history"]),
+        average=saved.get("average"),
     )
+
+
+@contextmanager
+def averaged(model: nn.Module, average: dict[str, torch.Tensor] | None) -> Iterator[None]:
+    """Inside the block the model holds ``average``'s values (and ``average`` the model's); both are back
+    in place after it. The values are swapped in place, chunk by chunk: optimisers and kernels keep their
+    tensors, and memory grows by one chunk, not by a copy of the model. No-op when ``average`` is None."""
+    if average is None:
+        yield
+        return
+    _swap(model.state_dict(), average)
+    try:
+        yield
+    finally:
+        _swap(model.state_dict(), average)
+
+
+def _swap(weights: dict[str, torch.Tensor], average: dict[str, torch.Tensor]) -> None:
+    with torch.no_grad():
+        for key, tensor in weights.items():
+            mine, theirs = tensor.view(-1), average[key].view(-1)  # state-dict tensors are contiguous
+            scratch = torch.empty(min(SWAP_CHUNK, mine.numel()), dtype=mine.dtype, device=mine.device)
+            for start in range(0, mine.numel(), SWAP_CHUNK):
+                stop = min(start + SWAP_CHUNK, mine.numel())
+                held = scratch[: stop - start]
+                held.copy_(mine[start:stop])
+                mine[start:stop].copy_(theirs[start:stop])
+                theirs[start:stop].copy_(held)

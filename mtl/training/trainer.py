@@ -2,6 +2,9 @@
 
 * Model selection reads ``train.validation_split`` only; the test split is never opened here. When
   training ends (early stop or last epoch) the best epoch's weights are restored.
+* With ``train.weight_average_decay`` > 0 the weights validated, selected and restored are a moving
+  average of the epoch-end weights (``RunState.update_average``); training itself goes on from the
+  epoch-end weights. The validation metrics reported are the average's.
 * After every epoch ``checkpoints/last.pt`` is written atomically: model, optimisers, grad scaler, RNG
   states, epoch, early-stopping state, best weights and history. A run started again with the same
   fingerprint (model, hyperparameters, data hash, seed, optimisation settings) resumes after the last
@@ -35,7 +38,7 @@ from mtl.training.distributed import DistributedContext
 from mtl.training.guards import LossGuard
 from mtl.training.optim import build_optimizers, scale_embedding_decay, use_sparse_embeddings
 from mtl.training.predict import predict
-from mtl.training.state import RunState, load_run, save_run
+from mtl.training.state import RunState, averaged, load_run, save_run
 
 log = logging.getLogger(__name__)
 EpochCallback = Callable[[int, dict[str, float]], None]
@@ -138,9 +141,12 @@ class Trainer:
         while not state.finished and state.epoch < self.params.epochs:
             epoch = state.epoch + 1
             record = self._train_epoch(train, epoch)
-            valid_metrics = self._validate(valid)
-            record.update(_flat_validation(valid_metrics))
-            self._update_early_stopping(state, epoch, valid_metrics, record)
+            if self.params.weight_average_decay > 0:
+                state.update_average(self.model, self.params.weight_average_decay)
+            with averaged(self.model, state.average):
+                valid_metrics = self._validate(valid)
+                record.update(_flat_validation(valid_metrics))
+                self._update_early_stopping(state, epoch, valid_metrics, record)
             state.history.append(record)
             state.epoch = epoch
             if self.dist.is_main:

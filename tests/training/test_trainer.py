@@ -1,4 +1,5 @@
-"""The trainer: selection on validation only, determinism, resume after SIGKILL, NaN guard, streaming."""
+"""The trainer: selection on validation only, the weight average, determinism, resume after SIGKILL, NaN
+guard, streaming."""
 
 from __future__ import annotations
 
@@ -22,9 +23,11 @@ from mtl import paths, pipeline
 from mtl.errors import ConfigError, TrainingError
 from mtl.models.embedding import RowEmbedding
 from mtl.models.layers import InputPlanner
+from mtl.training import state as state_module
 from mtl.training.artifacts import load_trained_model
 from mtl.training.checkpoint import load_checkpoint
 from mtl.training.seeding import derive_seed
+from mtl.training.state import RunState, averaged
 from tests.support.models import SMALL, link_prepared, small_params
 
 # big steps overfit the small fixture within a few epochs: validation loss turns up, early stopping acts
@@ -302,3 +305,80 @@ def test_the_batch_thread_plans_each_batch_and_the_model_is_the_same(tmp_path, p
     # planned, the step takes the batch's distinct rows from the plan; unplanned, it finds them itself
     assert distinct == {"planned": {"mtl-batches"}, "unplanned": {"MainThread"}}
     assert_same_weights(trained["planned"], trained["unplanned"])
+
+
+def test_validation_selection_and_the_kept_weights_are_the_moving_average(data_dir, tmp_path):
+    """train.weight_average_decay: training goes on from the epoch-end weights (exactly as without an
+    average); the weights validated, selected and kept are the average a <- d*a + (1-d)*w."""
+    decay, epochs = 0.5, 3
+    plain = link_prepared(tmp_path / "plain", data_dir / "prepared" / "census", "census")
+    epoch_end = []  # the epoch-end weights of a run without an average, one epoch at a time
+    for epoch in range(1, epochs + 1):
+        settings = small_params(f"train.epochs={epoch}", "train.weight_average_decay=0.0")
+        pipeline.train("census", "mmoe", data_dir=plain, params=settings)
+        epoch_end.append(load_checkpoint(paths.checkpoint_dir(plain, "census", "mmoe") / "last.pt")["model"])
+    expected = [epoch_end[0]]
+    for weights_after in epoch_end[1:]:
+        expected.append(
+            {
+                k: decay * expected[-1][k] + (1 - decay) * v if v.is_floating_point() else v
+                for k, v in weights_after.items()
+            }
+        )
+
+    params = small_params(
+        f"train.epochs={epochs}", "train.early_stopping.patience=5", f"train.weight_average_decay={decay}"
+    )
+    result = pipeline.train("census", "mmoe", data_dir=data_dir, params=params)
+    checkpoint = load_checkpoint(paths.checkpoint_dir(data_dir, "census", "mmoe") / "last.pt")
+    assert_same_weights(checkpoint["model"], epoch_end[-1])  # swapping the average in and out left no trace
+    for key, value in expected[-1].items():
+        torch.testing.assert_close(checkpoint["average"][key], value, rtol=0, atol=1e-6)
+    best = result["training"]["best_epoch"]
+    kept = weights(data_dir, "census", "mmoe")
+    for key, value in expected[best - 1].items():
+        torch.testing.assert_close(kept[key], value, rtol=0, atol=1e-6)
+    assert not torch.equal(kept["towers.0.head.weight"], epoch_end[best - 1]["towers.0.head.weight"])
+    # each epoch's validation scored the average: the kept weights reproduce the best epoch's figures
+    history = json.loads((Path(result["model_dir"]) / "history.json").read_text())
+    rescored = pipeline.evaluate("census", "mmoe", data_dir=data_dir, params=params, split="valid")
+    assert rescored["metrics"]["loss"] == pytest.approx(history[best - 1]["valid_loss"], rel=1e-6)
+    assert rescored["metrics"]["loss"] == pytest.approx(result["valid"]["loss"], rel=1e-6)
+
+
+def test_the_average_is_swapped_into_the_model_in_place_and_back(monkeypatch):
+    monkeypatch.setattr(state_module, "SWAP_CHUNK", 7)  # several chunks per tensor, a ragged last one
+    model = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.BatchNorm1d(4))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    average = {k: v + 1 if v.is_floating_point() else v + 3 for k, v in before.items()}
+    held = {k: v.clone() for k, v in average.items()}
+    storage = [p.data_ptr() for p in model.parameters()]
+
+    def look_inside_then_fail() -> None:
+        with averaged(model, average):
+            assert all(torch.equal(model.state_dict()[k], held[k]) for k in held)
+            assert all(torch.equal(average[k], before[k]) for k in before)
+            assert [p.data_ptr() for p in model.parameters()] == storage  # optimisers keep their tensors
+            raise RuntimeError("inside")
+
+    with pytest.raises(RuntimeError, match="inside"):
+        look_inside_then_fail()
+    assert all(torch.equal(model.state_dict()[k], before[k]) for k in before)
+    assert all(torch.equal(average[k], held[k]) for k in held)
+    with averaged(model, None):  # no average: the model is left alone
+        assert all(torch.equal(model.state_dict()[k], before[k]) for k in before)
+
+
+def test_the_moving_average_starts_at_the_first_weights_and_keeps_integer_buffers_current():
+    model = torch.nn.BatchNorm1d(3)
+    state = RunState()
+    first = {k: v.clone() for k, v in model.state_dict().items()}
+    state.update_average(model, 0.25)
+    assert all(torch.equal(state.average[k], first[k]) for k in first)
+    assert state.average["weight"].data_ptr() != model.weight.data_ptr()  # a copy, not the model's
+    with torch.no_grad():
+        model.weight.add_(4.0)
+        model.num_batches_tracked.add_(5)
+    state.update_average(model, 0.25)
+    assert torch.equal(state.average["weight"], first["weight"] + 3.0)  # 0.25 * w1 + 0.75 * (w1 + 4)
+    assert state.average["num_batches_tracked"].item() == 5
