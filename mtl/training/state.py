@@ -39,6 +39,17 @@ class RunState:
     history: list[dict[str, Any]] = field(default_factory=list)
     average: dict[str, torch.Tensor] | None = None  # update_average()'s, on the model's device
 
+    def _keep(self, model: nn.Module) -> None:
+        """The model's weights, on the CPU, as the best so far: into the tensors of the previous best where
+        there are some (a second copy of the model would raise the run's peak memory by its size)."""
+        weights = model.state_dict()
+        if self.best_weights is None:
+            self.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in weights.items()}
+            return
+        with torch.no_grad():
+            for key, value in weights.items():
+                self.best_weights[key].copy_(value)
+
     def update_average(self, model: nn.Module, decay: float) -> None:
         """Fold the model's epoch-end weights into the moving average: a <- decay * a + (1 - decay) * w
         for floating-point entries of the state dict (the others, such as batch-norm step counts, are
@@ -67,14 +78,14 @@ class RunState:
         patience: int,
     ) -> None:
         """Record an epoch's validation value: keep a CPU copy of the weights if it improved by more than
-        ``min_delta``; finish after ``patience`` epochs in a row without improvement."""
+        ``min_delta`` (``_keep``); finish after ``patience`` epochs in a row without improvement."""
         if self.best_metric is None:
             gain = None
         else:
             gain = value - self.best_metric if higher_is_better else self.best_metric - value
         if gain is None or gain > min_delta:
             self.best_epoch, self.best_metric, self.best_valid = epoch, value, valid
-            self.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            self._keep(model)
             self.bad_epochs = 0
         else:
             self.bad_epochs += 1

@@ -382,3 +382,21 @@ def test_the_moving_average_starts_at_the_first_weights_and_keeps_integer_buffer
     state.update_average(model, 0.25)
     assert torch.equal(state.average["weight"], first["weight"] + 3.0)  # 0.25 * w1 + 0.75 * (w1 + 4)
     assert state.average["num_batches_tracked"].item() == 5
+
+
+def test_a_better_epoch_is_kept_in_the_tensors_of_the_previous_best():
+    """One CPU copy of the best weights for the whole run: a second one would raise peak memory."""
+    model = torch.nn.Linear(3, 2)
+    state = RunState()
+    rule = {"higher_is_better": False, "min_delta": 0.0, "patience": 2}
+    state.observe(1, 1.0, {}, model, **rule)
+    storage = {k: v.data_ptr() for k, v in state.best_weights.items()}
+    assert state.best_weights["weight"].data_ptr() != model.weight.data_ptr()
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    state.observe(2, 2.0, {}, model, **rule)  # worse: the best stays
+    assert not torch.equal(state.best_weights["weight"], model.weight)
+    state.observe(3, 0.5, {}, model, **rule)  # better: kept, in the same tensors
+    assert (state.best_epoch, state.bad_epochs) == (3, 0)
+    assert torch.equal(state.best_weights["weight"], model.weight)
+    assert {k: v.data_ptr() for k, v in state.best_weights.items()} == storage
