@@ -146,6 +146,10 @@ def load_run(
     scaler.load_state_dict(saved["scaler"])
     restore_rng_state(saved["rng"])
     best = saved["best"]
+    average = saved.get("average")
+    if average is not None:  # saved from the model's device, loaded onto the CPU: back where it lived
+        devices = {k: v.device for k, v in model.state_dict().items()}
+        average = {k: v.to(devices[k]) for k, v in average.items()}
     return RunState(
         epoch=saved["epoch"],
         best_epoch=best["epoch"],
@@ -155,7 +159,7 @@ def load_run(
         bad_epochs=saved["bad_epochs"],
         finished=saved["finished"],
         history=list(saved["history"]),
-        average=saved.get("average"),
+        average=average,
     )
 
 
