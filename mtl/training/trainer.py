@@ -6,9 +6,9 @@
   average of the epoch-end weights (``RunState.update_average``); training itself goes on from the
   epoch-end weights. The validation metrics reported are the average's.
 * After every epoch ``checkpoints/last.pt`` is written atomically: model, optimisers, grad scaler, RNG
-  states, epoch, early-stopping state, best weights and history. A run started again with the same
-  fingerprint (model, hyperparameters, data hash, seed, optimisation settings) resumes after the last
-  finished epoch and ends exactly where an uninterrupted run would (on CPU, bit for bit).
+  states, epoch, early-stopping state, best weights, weight average and history. A run started again with
+  the same fingerprint (model, hyperparameters, data hash, seed, optimisation settings) resumes after the
+  last finished epoch and ends exactly where an uninterrupted run would (on CPU, bit for bit).
 * A NaN/inf loss raises ``TrainingError`` naming model, epoch and step, before any weight changes.
 * ``on_epoch_end(epoch, metrics)`` is called on rank 0 after each epoch's checkpoint with a flat dict
   of floats (train loss terms, validation metrics, samples/s), e.g. for MLflow ``log_metrics``.
