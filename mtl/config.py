@@ -338,6 +338,7 @@ class MetaTrainingParams(Section):
     second_order: bool  # False: first-order MAML (inner gradients treated as constants)
     outer_lr: float = Field(gt=0.0)
     weight_decay: float = Field(ge=0.0)  # decoupled (AdamW) on the outer step
+    embedding_weight_decay: float = Field(ge=0.0)  # coupled L2 on every embedding row (meta.add_embedding_l2)
     checkpoint_every: int = Field(ge=1)  # meta-steps between checkpoints (and history records)
 
 
@@ -357,6 +358,7 @@ class BaselineParams(Section):
     batch_size: int = Field(ge=1)
     lr: float = Field(gt=0.0)
     weight_decay: float = Field(ge=0.0)  # decoupled (AdamW), as the meta-training's outer step
+    embedding_weight_decay: float = Field(ge=0.0)  # coupled L2 on every embedding row, as the outer step
 
 
 class MetaheacTrainingParams(Section):

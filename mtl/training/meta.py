@@ -17,7 +17,8 @@ One meta-step (official ``run.py::train_stage`` + ``metamodel.py::global_update`
    epoch -- so that the initialisation is meta-learnt for the adaptation that actually happens (the
    official code meta-trains for one SGD step of 2e-4 and then adapts with 2 epochs of Adam 1e-3);
 3. outer loop: Adam (``outer_lr``; decoupled ``weight_decay``, 0 as the official code) on the mean over
-   campaigns of the query loss under the fast weights.
+   campaigns of the query loss under the fast weights, plus ``embedding_weight_decay`` x row on the
+   gradient of every embedding row (``add_embedding_l2``; none in the official code).
 
 Fast weights run through ``torch.func.functional_call``; each campaign's embedding fast weights are
 only the rows its two batches use (``campaigns.compact_weights``), which is exact and keeps a step
@@ -203,6 +204,7 @@ class MetaTrainer:
         ensure_finite(loss, model=self.model.name, epoch=epoch, step=step)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        add_embedding_l2(self.model, self.settings.embedding_weight_decay)
         self.optimizer.step()
         return torch.stack(support_losses).mean().item(), loss.item()
 
@@ -284,6 +286,25 @@ class MetaTrainer:
             restore_rng_state(saved["rng"])
             log.info("resuming metaheac meta-training after meta-step %d", saved["step"])
         return saved
+
+
+def add_embedding_l2(model: MetaHeac, l2: float) -> None:
+    """Add ``l2 x row`` to the gradient of every row of ``model``'s embedding table (call between
+    ``backward`` and the optimiser step): the gradient of ``l2 / 2 x ||table||^2``, coupled to Adam.
+
+    Adam divides it by the row's own second moment, so a row the batches seldom touch (most kw/topic
+    tokens, whose few rows it would otherwise memorise) is pulled toward zero at about the learning rate
+    per step, while a frequent row's data gradient outweighs it. Measured on the synthetic look-alike
+    data (``benchmarks/metaheac.py``; README, "Quality"): it is what lets the network learn past its
+    first epoch, and the adaptation reach further from it.
+    """
+    if l2 == 0.0:
+        return
+    table = model.input.embedding.weight
+    if table.grad is None:
+        table.grad = l2 * table.detach()
+    else:
+        table.grad.add_(table.detach(), alpha=l2)
 
 
 def progress_disabled(setting: bool | str) -> bool | None:

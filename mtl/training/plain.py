@@ -1,8 +1,9 @@
 """The baseline without meta-learning: MetaHeac's network trained by plain minibatch Adam.
 
 Every epoch is one pass over all train rows (every campaign pooled) in a shuffled order drawn from
-(seed, epoch); each step is Adam (``metaheac.baselines.lr``, no weight decay, dense gradients -- the
-optimiser the meta-training's outer loop and the adaptation use) on the batch's mean BCE. With the
+(seed, epoch); each step is Adam (``metaheac.baselines.lr``, decoupled ``weight_decay``, dense gradients
+-- the optimiser the meta-training's outer loop uses) on the batch's mean BCE, with the same L2 on every
+embedding row as the outer loop (``embedding_weight_decay``, ``meta.add_embedding_l2``). With the
 defaults one epoch takes as many optimiser steps as one meta-training epoch. A checkpoint after every
 epoch lets an interrupted run resume exactly.
 """
@@ -23,7 +24,7 @@ from mtl.models.metaheac import MetaHeac
 from mtl.training.checkpoint import save_checkpoint
 from mtl.training.data import TensorSplit
 from mtl.training.guards import ensure_finite
-from mtl.training.meta import batch_loss, load_resumable, progress_disabled
+from mtl.training.meta import add_embedding_l2, batch_loss, load_resumable, progress_disabled
 from mtl.training.seeding import capture_rng_state, derive_seed, restore_rng_state
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ def train_plain(
             ensure_finite(loss, model=f"{model.name} (plain baseline)", epoch=epoch, step=step)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            add_embedding_l2(model, settings.embedding_weight_decay)
             optimizer.step()
             total += loss.detach().double() * len(rows)
             bar.update(len(rows))

@@ -22,7 +22,9 @@ from mtl.errors import ConfigError
 from mtl.models import build_model
 from mtl.training.campaigns import load_campaign_split
 from mtl.training.checkpoint import load_checkpoint
-from mtl.training.meta import TaskSampler, adapted_query_loss
+from mtl.training.campaigns import compact_ids
+from mtl.training.meta import MetaTrainer, TaskSampler, add_embedding_l2, adapted_query_loss
+from mtl.training.plain import train_plain
 from tests.support.metaheac import SMALL, fresh_data_dir, small_params
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -97,6 +99,71 @@ def test_the_compact_meta_step_equals_full_table_maml_of_both_orders(lookalike_r
         gradients[second_order] = got
     difference = max((a - b).abs().max().item() for a, b in zip(gradients[True], gradients[False]))
     assert difference > 1e-4  # first-order MAML drops the inner step's Hessian term
+
+
+def test_the_embedding_l2_is_its_penalty_s_gradient(lookalike_root, train_split):
+    metadata = load_metadata(lookalike_root / "prepared" / "lookalike")
+    torch.manual_seed(0)
+    model = build_model("metaheac", metadata, small_params())
+    table = model.input.embedding.weight
+    batch = train_split.data.take(torch.arange(64))
+
+    def loss(l2: float) -> torch.Tensor:
+        logits = model(batch.features)["label"]
+        return F.binary_cross_entropy_with_logits(logits, batch.labels[:, 0]) + l2 / 2 * table.square().sum()
+
+    want = torch.autograd.grad(loss(0.03), table)[0]
+    loss(0.0).backward()
+    add_embedding_l2(model, 0.03)
+    assert torch.allclose(table.grad, want, atol=1e-7)
+    table.grad = None  # no data gradient yet: the penalty's alone
+    add_embedding_l2(model, 0.03)
+    assert torch.equal(table.grad, 0.03 * table.detach())
+    add_embedding_l2(model, 0.0)
+    assert torch.equal(table.grad, 0.03 * table.detach())
+
+
+@pytest.mark.parametrize("loop", ["plain", "meta"])
+def test_the_embedding_l2_pulls_rows_no_batch_touches_toward_zero(lookalike_root, train_split, loop):
+    """Both Adam loops: without the L2 a row no train batch uses keeps its initial value; with it Adam
+    moves each of its entries toward zero by about the learning rate per step (the penalty's gradient
+    alone, normalised by its own second moment), while the rows the batches use keep learning."""
+    metadata = load_metadata(lookalike_root / "prepared" / "lookalike")
+    params = small_params()
+    plain = params.metaheac.baselines.model_copy(update={"epochs": 1})
+    meta = params.metaheac.meta
+    steps, lr = (-(-train_split.rows // plain.batch_size), plain.lr) if loop == "plain" else (3, meta.outer_lr)
+    tables = {}
+    for l2 in (0.0, 0.01):
+        torch.manual_seed(0)
+        model = build_model("metaheac", metadata, params)
+        before = model.input.embedding.weight.detach().clone()
+        if loop == "plain":
+            settings = plain.model_copy(update={"embedding_weight_decay": l2})
+            train_plain(model, train_split.data, settings, seed=1, checkpoint_path=None, fingerprint={})
+        else:
+            settings = meta.model_copy(update={"embedding_weight_decay": l2})
+            trainer = MetaTrainer(model, settings, seed=1, checkpoint_path=None, fingerprint={})
+            sampler = TaskSampler(train_split, settings)
+            for step in range(1, steps + 1):
+                trainer.step(sampler.sample(np.random.default_rng(step)), 1, step)
+        tables[l2] = model.input.embedding.weight.detach()
+    used = torch.zeros(len(before), dtype=torch.bool)
+    used[compact_ids(model, train_split.data.features)[0]] = True
+    assert 0 < used.sum() < len(before) - 10, "the fixture must leave rows no train row uses"
+    assert torch.equal(tables[0.0][~used], before[~used])
+    assert not torch.equal(tables[0.0][used], before[used])
+    pulled, start = tables[0.01][~used].abs(), before[~used].abs()
+    assert (pulled.norm(dim=1) < start.norm(dim=1)).all()
+    if loop == "plain":  # an epoch's steps carry every entry to zero, where Adam's steps straddle it
+        assert start.max() < steps * lr
+        assert pulled.max() < lr
+    else:
+        far = start > 2 * steps * lr  # entries the pull cannot carry past zero in these steps
+        assert far.sum() > 20
+        moved = (start - pulled)[far] / (steps * lr)
+        assert moved.mean().item() == pytest.approx(1.0, abs=0.1), moved
+    assert not torch.equal(tables[0.01][used], tables[0.0][used])
 
 
 def test_task_sampling_rules(train_split):
