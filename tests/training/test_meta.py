@@ -20,10 +20,9 @@ from mtl import cli, paths, pipeline
 from mtl.datasets.prepared import load_metadata
 from mtl.errors import ConfigError
 from mtl.models import build_model
-from mtl.training.campaigns import load_campaign_split
+from mtl.training.campaigns import compact_ids, load_campaign_split
 from mtl.training.checkpoint import load_checkpoint
-from mtl.training.campaigns import compact_ids
-from mtl.training.meta import MetaTrainer, TaskSampler, add_embedding_l2, adapted_query_loss
+from mtl.training.meta import MetaTrainer, TaskSampler, adapted_query_loss, add_embedding_l2
 from mtl.training.plain import train_plain
 from tests.support.metaheac import SMALL, fresh_data_dir, small_params
 
@@ -132,7 +131,9 @@ def test_the_embedding_l2_pulls_rows_no_batch_touches_toward_zero(lookalike_root
     params = small_params()
     plain = params.metaheac.baselines.model_copy(update={"epochs": 1})
     meta = params.metaheac.meta
-    steps, lr = (-(-train_split.rows // plain.batch_size), plain.lr) if loop == "plain" else (3, meta.outer_lr)
+    steps, lr = (
+        (-(-train_split.rows // plain.batch_size), plain.lr) if loop == "plain" else (3, meta.outer_lr)
+    )
     tables = {}
     for l2 in (0.0, 0.01):
         torch.manual_seed(0)
