@@ -52,6 +52,7 @@ from mtl.models.metaheac import MetaHeac
 from mtl.training.campaigns import Batch, CampaignSplit, compact_ids, compact_weights, concat_batches
 from mtl.training.checkpoint import load_checkpoint, of_this_run, save_checkpoint
 from mtl.training.guards import ensure_finite
+from mtl.training.optim import embedding_parameters
 from mtl.training.seeding import capture_rng_state, derive_seed, restore_rng_state
 
 log = logging.getLogger(__name__)
@@ -289,7 +290,7 @@ class MetaTrainer:
 
 
 def add_embedding_l2(model: MetaHeac, l2: float) -> None:
-    """Add ``l2 x row`` to the gradient of every row of ``model``'s embedding table (call between
+    """Add ``l2 x row`` to the gradient of every row of ``model``'s embedding tables (call between
     ``backward`` and the optimiser step): the gradient of ``l2 / 2 x ||table||^2``, coupled to Adam.
 
     Adam divides it by the row's own second moment, so a row the batches seldom touch (most kw/topic
@@ -300,11 +301,11 @@ def add_embedding_l2(model: MetaHeac, l2: float) -> None:
     """
     if l2 == 0.0:
         return
-    table = model.input.embedding.weight
-    if table.grad is None:
-        table.grad = l2 * table.detach()
-    else:
-        table.grad.add_(table.detach(), alpha=l2)
+    for table in embedding_parameters(model):
+        if table.grad is None:
+            table.grad = l2 * table.detach()
+        else:
+            table.grad.add_(table.detach(), alpha=l2)
 
 
 def progress_disabled(setting: bool | str) -> bool | None:
