@@ -296,8 +296,8 @@ def add_embedding_l2(model: MetaHeac, l2: float) -> None:
     Adam divides it by the row's own second moment, so a row the batches seldom touch (most kw/topic
     tokens, whose few rows it would otherwise memorise) is pulled toward zero at about the learning rate
     per step, while a frequent row's data gradient outweighs it. Measured on the synthetic look-alike
-    data (``benchmarks/metaheac.py``; README, "Quality"): it is what lets the network learn past its
-    first epoch, and the adaptation reach further from it.
+    data (``benchmarks/metaheac.py``; README, "Quality and speed"): it is what lets the network learn
+    past its first epoch, and the adaptation reach further from it.
     """
     if l2 == 0.0:
         return
