@@ -56,17 +56,34 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         ) from None
 
 
-def of_this_run(path: Path, saved: dict[str, Any], fingerprint: dict[str, Any], version: int) -> bool:
+def of_this_run(
+    path: Path,
+    saved: dict[str, Any],
+    fingerprint: dict[str, Any],
+    version: int,
+    *,
+    reached: int | None = None,
+    end: int | None = None,
+    unit: str = "epoch",
+) -> bool:
     """Whether the checkpoint ``saved``, read from ``path``, was written by this run (same format version
-    and resume fingerprint); if not, a warning names the file and the keys that differ. The name is the
-    resolved one: a training step reaches the model's checkpoints through its staging folder's link."""
+    and resume fingerprint) and is not past its end (``reached``, the checkpoint's count of ``unit``s,
+    above this run's ``end``: the run count is outside the fingerprint so that a run can be extended, and
+    a longer run's weights must not stand in for a shorter one's); if not, a warning names the file and
+    why. The name is the resolved one: a training step reaches the model's checkpoints through its staging
+    folder's link."""
     theirs = saved.get("fingerprint") or {}
-    if saved.get("format") == version and theirs == fingerprint:
-        return True
-    differing = sorted(k for k in {*fingerprint, *theirs} if fingerprint.get(k) != theirs.get(k))
-    log.warning(
-        "%s belongs to another run (differs in %s); starting afresh",
-        Path(path).resolve(),
-        ", ".join(differing) or "format",
-    )
-    return False
+    if saved.get("format") != version or theirs != fingerprint:
+        differing = sorted(k for k in {*fingerprint, *theirs} if fingerprint.get(k) != theirs.get(k))
+        log.warning(
+            "%s belongs to another run (differs in %s); starting afresh",
+            Path(path).resolve(),
+            ", ".join(differing) or "format",
+        )
+        return False
+    if reached is not None and end is not None and reached > end:
+        log.warning(
+            "%s is after %s %d, past this run's %d; starting afresh", Path(path).resolve(), unit, reached, end
+        )
+        return False
+    return True

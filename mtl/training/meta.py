@@ -215,7 +215,7 @@ class MetaTrainer:
         sampler = TaskSampler(train, self.settings)
         per_epoch = math.ceil(train.rows / self.settings.batch_size)
         total = per_epoch * self.settings.epochs
-        saved = self._load()
+        saved = self._load(total)
         done, history = (saved["step"], list(saved["history"])) if saved else (0, [])
         probe_before = saved["probe_before"] if saved else self.probe(sampler)
         sums, count, seconds = np.zeros(2), 0, 0.0
@@ -279,8 +279,16 @@ class MetaTrainer:
         }
         save_checkpoint(self.checkpoint_path, state)
 
-    def _load(self) -> dict[str, Any] | None:
-        saved = load_resumable(self.checkpoint_path, self.fingerprint, self.resume, CHECKPOINT_FORMAT)
+    def _load(self, total: int) -> dict[str, Any] | None:
+        saved = load_resumable(
+            self.checkpoint_path,
+            self.fingerprint,
+            self.resume,
+            CHECKPOINT_FORMAT,
+            reached=lambda saved: saved["step"],
+            end=total,
+            unit="meta-step",
+        )
         if saved:
             self.model.load_state_dict(saved["model"])
             self.optimizer.load_state_dict(saved["optimizer"])
@@ -314,15 +322,23 @@ def progress_disabled(setting: bool | str) -> bool | None:
 
 
 def load_resumable(
-    path: Path | None, fingerprint: dict[str, Any], resume: bool, version: int
+    path: Path | None,
+    fingerprint: dict[str, Any],
+    resume: bool,
+    version: int,
+    *,
+    reached: Callable[[dict[str, Any]], int],
+    end: int,
+    unit: str,
 ) -> dict[str, Any] | None:
-    """The checkpoint at ``path`` if resuming is on and it belongs to this run (same fingerprint)."""
+    """The checkpoint at ``path`` if resuming is on, it belongs to this run (same fingerprint) and it is
+    not past the run's ``end`` (``reached(checkpoint)`` ``unit``s done)."""
     if path is None or not path.is_file():
         return None
     if not resume:
         log.info("train.resume is false: ignoring %s and starting afresh", path.resolve())
         return None
     saved = load_checkpoint(path)
-    if not of_this_run(path, saved, fingerprint, version):
+    if not of_this_run(path, saved, fingerprint, version, reached=reached(saved), end=end, unit=unit):
         return None
     return saved

@@ -4,8 +4,9 @@ The model directory (``paths.model_dir``) follows ``artifacts`` (``model.json``,
 meta-trained network, ``history.json`` = one record per checkpoint, ``metrics.json``,
 ``checkpoints/last.pt``), plus, when ``metaheac.baselines.enabled`` or ``metaheac.meta.start: plain``,
 ``plain/``: the same network trained without meta-learning (``mtl.training.plain``), a model directory
-of its own, trained first; with ``start: plain`` the meta-training refines it (otherwise it starts from
-the same initialisation as the baseline).
+of its own (its checkpoint ``checkpoints/plain.pt`` beside the meta-training's), trained first; with
+``start: plain`` the meta-training refines it (otherwise it starts from the same initialisation as the
+baseline).
 
 An evaluation split is a campaign population with two stages, ``<split>_stage1`` (rows to adapt on) and
 ``<split>_stage2`` (rows to score): ``test_hot`` and ``test_cold``, each evaluated by its own call, so
@@ -55,6 +56,7 @@ PLAIN_MODEL = f"{MODEL}/{PLAIN}"  # the baseline's model directory lies inside M
 # trained network -> (name of its scores without adaptation, name of its scores after adaptation)
 VARIANTS = {MODEL: (f"{MODEL}_unadapted", MODEL), PLAIN: (PLAIN, f"{PLAIN}_adapted")}
 CAMPAIGNS = "campaigns.parquet"
+PLAIN_CHECKPOINT = "plain.pt"
 TRAIN_SPLIT = "train"
 # settings that cannot change the weights: a checkpoint written under other values still resumes
 _NOT_IN_FINGERPRINT = {"epochs", "checkpoint_every", "enabled"}
@@ -80,7 +82,9 @@ def train_metaheac(
             train.data,
             settings.baselines,
             seed=params.seed,
-            checkpoint_path=paths.checkpoint_dir(data_dir, dataset, PLAIN_MODEL) / CHECKPOINT_FILE,
+            # beside the meta-training's, in the folder a training step links to the model's own: an
+            # interrupted run resumes the baseline too, and a later one reuses or extends it
+            checkpoint_path=paths.checkpoint_dir(data_dir, dataset, MODEL) / PLAIN_CHECKPOINT,
             fingerprint=_fingerprint(model, metadata, params.seed, "plain", settings.baselines.model_dump()),
             resume=params.train.resume,
             progress=params.train.progress,

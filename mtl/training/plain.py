@@ -55,7 +55,15 @@ def train_plain(
     """Fit ``model`` on every row of ``train``; returns timings and the per-epoch history."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     weights = dict(model.named_parameters())
-    saved = load_resumable(checkpoint_path, fingerprint, resume, CHECKPOINT_FORMAT)
+    saved = load_resumable(
+        checkpoint_path,
+        fingerprint,
+        resume,
+        CHECKPOINT_FORMAT,
+        reached=lambda saved: len(saved["history"]),
+        end=settings.epochs,
+        unit="epoch",
+    )
     history: list[dict[str, Any]] = []
     resumed = len(saved["history"]) if saved else None
     if saved:

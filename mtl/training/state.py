@@ -133,12 +133,14 @@ def load_run(
     model: nn.Module,
     optimizers: Sequence[torch.optim.Optimizer],
     scaler: torch.amp.GradScaler,
+    epochs: int,
 ) -> RunState | None:
-    """Restore model, optimisers, scaler and RNGs from ``path``; None if absent or of another run."""
+    """Restore model, optimisers, scaler and RNGs from ``path``; None if absent, of another run or past
+    this run's ``epochs``."""
     if not Path(path).is_file():
         return None
     saved = load_checkpoint(path)
-    if not of_this_run(path, saved, fingerprint, CHECKPOINT_FORMAT):
+    if not of_this_run(path, saved, fingerprint, CHECKPOINT_FORMAT, reached=saved.get("epoch"), end=epochs):
         return None
     model.load_state_dict(saved["model"])
     for optimizer, optimizer_state in zip(optimizers, saved["optimizers"], strict=True):

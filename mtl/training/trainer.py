@@ -287,7 +287,7 @@ class Trainer:
         if path.is_file() and not self.params.resume:
             log.info("train.resume is false: ignoring %s and starting afresh", path.resolve())
             return RunState(), None
-        state = load_run(path, **self._run_parts())
+        state = load_run(path, **self._run_parts(), epochs=self.params.epochs)
         if state is None:
             return RunState(), None
         log.info("resuming %s after epoch %d from %s", self.model.name, state.epoch, path)

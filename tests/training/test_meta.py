@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -23,6 +24,7 @@ from mtl.models import build_model
 from mtl.training.campaigns import compact_ids, load_campaign_split
 from mtl.training.checkpoint import load_checkpoint
 from mtl.training.meta import MetaTrainer, TaskSampler, adapted_query_loss, add_embedding_l2
+from mtl.training.metaheac_workflow import PLAIN_MODEL
 from mtl.training.plain import train_plain
 from tests.support.metaheac import SMALL, fresh_data_dir, small_params
 
@@ -236,6 +238,33 @@ def test_same_seed_same_model_other_seed_or_first_order_another(lookalike_root, 
     assert same(runs["a"], runs["b"])
     assert not same(runs["a"], runs["seed"])
     assert not same(runs["a"], runs["first_order"])
+
+
+def test_checkpoints_past_the_run_s_end_are_not_resumed(lookalike_root, tmp_path, caplog):
+    """Meta-steps and baseline epochs are outside the fingerprint (a run can be extended): a shorter run
+    after a longer one trains afresh, to the weights of a fresh shorter run, for MetaHeac and its plain
+    baseline alike (whose checkpoint outlives the step, beside the meta-training's)."""
+    longer = ["metaheac.meta.epochs=2", "metaheac.baselines.epochs=2"]
+    shorter = ["metaheac.meta.epochs=1", "metaheac.baselines.epochs=1"]
+    data_dir = fresh_data_dir(tmp_path / "a", lookalike_root)
+    pipeline.train("lookalike", "metaheac", data_dir=data_dir, params=small_params(*longer))
+    with caplog.at_level(logging.WARNING, logger="mtl.training.checkpoint"):
+        again = pipeline.train("lookalike", "metaheac", data_dir=data_dir, params=small_params(*shorter))
+    fresh = fresh_data_dir(tmp_path / "fresh", lookalike_root)
+    pipeline.train("lookalike", "metaheac", data_dir=fresh, params=small_params(*shorter))
+    assert again["training"]["meta"]["resumed_from_step"] is None
+    assert again["training"]["baseline"]["resumed_from_epoch"] is None
+    warnings = [r.getMessage() for r in caplog.records if "past this run" in r.getMessage()]
+    steps = -(-load_metadata(data_dir / "prepared" / "lookalike").splits["train"].rows // 64)
+    assert any(f"after meta-step {2 * steps}, past this run's {steps}" in w for w in warnings), warnings
+    assert any("after epoch 2, past this run's 1" in w for w in warnings), warnings
+    assert same(weights(data_dir), weights(fresh))
+    assert same(weights(data_dir, PLAIN_MODEL), weights(fresh, PLAIN_MODEL))
+    # the same shorter run once more reuses both checkpoints, and a longer one extends them
+    same_again = pipeline.train("lookalike", "metaheac", data_dir=data_dir, params=small_params(*shorter))
+    assert same_again["training"]["meta"]["resumed_from_step"] == steps
+    assert same_again["training"]["baseline"]["resumed_from_epoch"] == 1
+    assert same(weights(data_dir), weights(fresh))
 
 
 def test_a_killed_meta_training_resumes_to_the_uninterrupted_result(lookalike_root, tmp_path, repo_root):

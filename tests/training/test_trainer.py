@@ -175,6 +175,27 @@ def test_a_checkpoint_written_by_other_code_is_not_resumed(data_dir, monkeypatch
     assert fixed["training"]["resumed_from_epoch"] is None
 
 
+def test_a_checkpoint_past_the_run_s_epochs_is_not_resumed(data_dir, tmp_path, caplog):
+    """Epochs are outside the resume fingerprint so that a run can be extended; lowering them must train
+    the shorter run, not hand back the longer run's weights and history."""
+    longer = pipeline.train("census", "mmoe", data_dir=data_dir, params=small_params("train.epochs=2"))
+    assert longer["training"]["epochs_run"] == 2
+    with caplog.at_level(logging.WARNING, logger="mtl.training.checkpoint"):
+        shorter = pipeline.train("census", "mmoe", data_dir=data_dir, params=small_params("train.epochs=1"))
+    assert shorter["training"]["resumed_from_epoch"] is None
+    assert shorter["training"]["epochs_run"] == 1
+    (warning,) = [r.getMessage() for r in caplog.records if "past this run" in r.getMessage()]
+    assert warning.startswith(str(paths.checkpoint_dir(data_dir, "census", "mmoe").resolve()))
+    assert "after epoch 2, past this run's 1" in warning
+    fresh = link_prepared(tmp_path / "fresh", data_dir / "prepared" / "census", "census")
+    pipeline.train("census", "mmoe", data_dir=fresh, params=small_params("train.epochs=1"))
+    assert_same_weights(weights(data_dir, "census", "mmoe"), weights(fresh, "census", "mmoe"))
+    # and the 1-epoch checkpoint now in place still extends to 2 epochs by resuming
+    extended = pipeline.train("census", "mmoe", data_dir=data_dir, params=small_params("train.epochs=2"))
+    assert extended["training"]["resumed_from_epoch"] == 1
+    assert extended["training"]["epochs_run"] == 2
+
+
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # torch notices the foreign pickle
 def test_a_malicious_checkpoint_is_not_unpickled(data_dir, tmp_path):
     marker = tmp_path / "pwned"
