@@ -58,7 +58,8 @@ VARIANTS = {MODEL: (f"{MODEL}_unadapted", MODEL), PLAIN: (PLAIN, f"{PLAIN}_adapt
 CAMPAIGNS = "campaigns.parquet"
 PLAIN_CHECKPOINT = "plain.pt"
 TRAIN_SPLIT = "train"
-# settings that cannot change the weights: a checkpoint written under other values still resumes
+# settings that cannot change the weights, or (epochs) that a resumed run may extend: a checkpoint written
+# under other values still resumes, unless it is past the run's end (meta.load_resumable)
 _NOT_IN_FINGERPRINT = {"epochs", "checkpoint_every", "enabled"}
 
 

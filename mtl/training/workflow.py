@@ -40,7 +40,8 @@ from mtl.training.trainer import EpochCallback, Trainer
 
 log = logging.getLogger(__name__)
 TEST_SPLIT = "test"
-# train settings that cannot change the result: a checkpoint written under other values still resumes
+# train settings that cannot change the result, or (epochs) that a resumed run may extend: a checkpoint
+# written under other values still resumes, unless it holds more epochs than asked (Trainer._resume)
 _NOT_IN_FINGERPRINT = {
     "device",
     "epochs",
