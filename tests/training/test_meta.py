@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +23,7 @@ from mtl.training.meta import MetaTrainer, TaskSampler, adapted_query_loss, add_
 from mtl.training.metaheac_workflow import PLAIN_MODEL
 from mtl.training.plain import train_plain
 from tests.support.metaheac import SMALL, fresh_data_dir, small_params
+from tests.support.processes import kill_after_first_checkpoint
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -273,18 +270,7 @@ def test_a_killed_meta_training_resumes_to_the_uninterrupted_result(lookalike_ro
     command = [sys.executable, "-m", "mtl", "--data-dir", str(data_dir), "train", "lookalike", "metaheac"]
     command += [f"--set={s}" for s in (*SMALL, *overrides, "train.num_threads=1")]
     checkpoint = paths.checkpoint_dir(data_dir, "lookalike", "metaheac") / "last.pt"
-    env = {**os.environ, "PYTHONPATH": str(repo_root)}
-    process = subprocess.Popen(
-        command, cwd=repo_root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        process.send_signal(signal.SIGKILL)
-    finally:
-        process.wait()
-    assert process.returncode == -signal.SIGKILL
+    kill_after_first_checkpoint(command, checkpoint, repo_root)
     state = load_checkpoint(checkpoint)
     steps = -(-load_metadata(data_dir / "prepared" / "lookalike").splits["train"].rows // 64)
     assert 5 <= state["step"] < steps  # killed between the first checkpoint and the end

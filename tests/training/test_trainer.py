@@ -8,11 +8,8 @@ import logging
 import os
 import pickle
 import shutil
-import signal
-import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -29,6 +26,7 @@ from mtl.training.checkpoint import load_checkpoint
 from mtl.training.seeding import derive_seed
 from mtl.training.state import RunState, averaged
 from tests.support.models import SMALL, link_prepared, small_params
+from tests.support.processes import kill_after_first_checkpoint
 
 # big steps overfit the small fixture within a few epochs: validation loss turns up, early stopping acts
 OVERFIT = [
@@ -117,18 +115,7 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(data_dir, tmp_path, re
     overrides = ["train.epochs=6", "train.early_stopping.patience=6"]
     command = cli_command(data_dir, "train", "aliccp", "ple") + [f"--set={s}" for s in overrides]
     checkpoint = paths.checkpoint_dir(data_dir, "aliccp", "ple") / "last.pt"
-    env = {**os.environ, "PYTHONPATH": str(repo_root)}
-    process = subprocess.Popen(
-        command, cwd=repo_root, env=env, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        process.send_signal(signal.SIGKILL)
-    finally:
-        process.wait()
-    assert process.returncode == -signal.SIGKILL
+    kill_after_first_checkpoint(command, checkpoint, repo_root)
     state = load_checkpoint(checkpoint)
     assert 1 <= state["epoch"] < 6
     assert not state["finished"]
