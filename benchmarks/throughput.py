@@ -3,6 +3,7 @@ a small one, for ESMM, MMoE and PLE; rows/s and peak RSS, plus our scaling from 
 
     python benchmarks/throughput.py                          # 200k rows, 1 thread (+ ours at 2 threads)
     python benchmarks/throughput.py --rows 20000 --models esmm --no-rechub   # a quick look
+    python benchmarks/throughput.py --shapes defaults --no-rechub   # the models of params.yaml
 
 * Data: one Ali-CCP-layout CSV folder per vocabulary (``ali_ccp_{train,val,test}.csv``: click,
   purchase, 23 label-encoded sparse columns, 8 dense; ``--rows`` train rows, 2,000 each for val and
@@ -19,7 +20,10 @@ a small one, for ESMM, MMoE and PLE; rows/s and peak RSS, plus our scaling from 
 * Same shapes on both sides (torch-rechub's Ali-CCP example): batch 2048; ESMM embed 16, towers
   [16, 8]; MMoE embed 4, 8 experts [16], towers [8]; PLE embed 4, 1 level, 2 specific + 1 shared
   experts [16], towers [8]; MLPs with batch norm. Every figure comes from its own process (own peak
-  RSS), with ``--threads`` torch threads; ours is also run with 2 threads. Memory is the peak RSS and,
+  RSS), with ``--threads`` torch threads; ours is also run with 2 threads. ``--shapes defaults``: ours
+  and the bare loop with the models as ``params.yaml`` configures them instead (pairwise field dots,
+  wider experts and towers, no batch norm; batch 2048 still), which torch-rechub has no counterpart
+  for, so that comparison is skipped. Memory is the peak RSS and,
   in brackets, its private part (``benchmarks/peak_memory.py``): the two venvs' copies of the same torch
   build leave different amounts of library pages resident, which the private figure leaves out.
 
@@ -127,7 +131,13 @@ def prepared_data(kind: str, rows: int) -> tuple[Path, Path]:
     return csv_dir, wide_dir
 
 
-def train_params(model: str, threads: int):
+def train_params(model: str, threads: int, shapes: str = "rechub"):
+    """Our parameters for a measurement: torch-rechub's example shapes, or params.yaml's models."""
+    example = [
+        f"models.{model}.norm=batch",
+        f"models.{model}.dropout=0.0",
+        *(f"models.{model}.{setting}" for setting in [*SHARED_SETTINGS, *MODEL_SETTINGS[model]]),
+    ]
     return load_params(
         [
             f"train.batch_size={BATCH}",
@@ -138,15 +148,13 @@ def train_params(model: str, threads: int):
             f"train.num_threads={threads}",
             "train.device=cpu",
             "tracking.enabled=false",
-            f"models.{model}.norm=batch",
-            f"models.{model}.dropout=0.0",
-            *(f"models.{model}.{setting}" for setting in [*SHARED_SETTINGS, *MODEL_SETTINGS[model]]),
+            *(example if shapes == "rechub" else []),
         ]
     )
 
 
-def run_ours(model: str, data_dir: Path, threads: int) -> dict:
-    params = train_params(model, threads)
+def run_ours(model: str, data_dir: Path, threads: int, shapes: str) -> dict:
+    params = train_params(model, threads, shapes)
     epochs: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory() as scratch:
         run_dir = Path(scratch)
@@ -166,7 +174,7 @@ def run_ours(model: str, data_dir: Path, threads: int) -> dict:
     }
 
 
-def run_bare(model: str, data_dir: Path, threads: int) -> dict:
+def run_bare(model: str, data_dir: Path, threads: int, shapes: str) -> dict:
     import torch
 
     from mtl.datasets.prepared import load_metadata, read_split
@@ -175,7 +183,7 @@ def run_bare(model: str, data_dir: Path, threads: int) -> dict:
     from mtl.training.optim import build_optimizers, use_sparse_embeddings
 
     torch.set_num_threads(threads)
-    params = train_params(model, threads)
+    params = train_params(model, threads, shapes)
     prepared = paths.prepared_dir(data_dir, DATASET)
     metadata = load_metadata(prepared)
     split = TensorSplit.from_arrays(read_split(prepared, "train", metadata), metadata, "train")
@@ -237,14 +245,17 @@ def child(command: list[str], threads: int, repeat: int = 1) -> dict:
 
 
 def measure(args: argparse.Namespace) -> list[dict]:
+    if args.shapes != "rechub" and not args.no_rechub:
+        print("--shapes defaults: torch-rechub has no such models, so it is not run", flush=True)
+        args.no_rechub = True
     rechub_python = None if args.no_rechub else ensure_venv()
     rows = []
     for kind in args.vocabularies:
         csv_dir, data_dir = prepared_data(kind, args.rows)
         for model in args.models:
-            ours = [sys.executable, __file__, "--child", "ours", model, str(data_dir)]
-            bare = [sys.executable, __file__, "--child", "bare", model, str(data_dir)]
-            row = {"vocabulary": kind, "model": model, "threads": args.threads}
+            ours = [sys.executable, __file__, "--child", "ours", model, str(data_dir), args.shapes]
+            bare = [sys.executable, __file__, "--child", "bare", model, str(data_dir), args.shapes]
+            row = {"vocabulary": kind, "model": model, "shapes": args.shapes, "threads": args.threads}
             row["ours"] = child([*ours, str(args.threads)], args.threads, args.repeat)
             row["bare"] = child([*bare, str(args.threads)], args.threads, args.repeat)
             if rechub_python:
@@ -271,7 +282,8 @@ def memory(result: dict) -> str:
 def describe(row: dict) -> str:
     ours = row["ours"]
     text = (
-        f"{row['model']:<5} {row['vocabulary']:<5} ours {ours['rows_per_s']:>8,.0f} rows/s "
+        f"{row['model']:<5} {row['vocabulary']:<5} {row['shapes']:<8} "
+        f"ours {ours['rows_per_s']:>8,.0f} rows/s "
         f"({ours['rows_per_cpu_s']:>8,.0f} per CPU s, {memory(ours)}), bare "
         f"{row['bare']['rows_per_s']:>8,.0f} ({row['bare']['rows_per_cpu_s']:>8,.0f})"
     )
@@ -300,22 +312,35 @@ def main() -> None:
     parser.add_argument(
         "--repeat", type=int, default=1, help="processes per figure; prints the median rows/s"
     )
+    parser.add_argument(
+        "--shapes",
+        choices=["rechub", "defaults"],
+        default="rechub",
+        help="torch-rechub's example models (default) or params.yaml's (no torch-rechub then)",
+    )
     parser.add_argument("--no-rechub", action="store_true", help="skip torch-rechub (no venv needed)")
     parser.add_argument("--no-scaling", dest="scaling", action="store_false", help="skip ours at 2 threads")
     parser.add_argument(
-        "--child", nargs=4, metavar=("WHAT", "MODEL", "DATA_DIR", "THREADS"), help=argparse.SUPPRESS
+        "--child", nargs=5, metavar=("WHAT", "MODEL", "DATA_DIR", "SHAPES", "THREADS"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
     if args.child:
-        what, model, data_dir, threads = args.child
-        result = {"ours": run_ours, "bare": run_bare}[what](model, Path(data_dir), int(threads))
+        what, model, data_dir, shapes, threads = args.child
+        result = {"ours": run_ours, "bare": run_bare}[what](model, Path(data_dir), int(threads), shapes)
         result.update(peak_memory())
         print(json.dumps(result))
         return
     rows = measure(args)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"train_rows": args.rows, "batch_size": BATCH, "rows": rows}, indent=2))
-    print(f"\n{args.rows:,} training rows, batch {BATCH}, {args.threads} thread(s); details in {RESULTS}")
+    RESULTS.write_text(
+        json.dumps(
+            {"train_rows": args.rows, "batch_size": BATCH, "shapes": args.shapes, "rows": rows}, indent=2
+        )
+    )
+    print(
+        f"\n{args.rows:,} training rows, batch {BATCH}, {args.shapes} shapes, {args.threads} thread(s); "
+        f"details in {RESULTS}"
+    )
 
 
 if __name__ == "__main__":

@@ -88,6 +88,23 @@ print(json.dumps({{"rows_per_s": rate, "rows_per_cpu_s": rate / 2, **peak_memory
     assert 0 < result["peak_private_mb"] < result["peak_rss_mb"]  # shared-library pages left out
 
 
+@pytest.mark.parametrize("model", ["esmm", "mmoe", "ple"])
+def test_throughput_measures_torch_rechub_s_shapes_or_ours(model):
+    """``--shapes rechub`` (the comparison) sets torch-rechub's example model on ours; ``defaults`` keeps
+    params.yaml's model exactly, so its 1 -> 2 thread figure is the scaling of what users train."""
+    from mtl.config import load_params
+
+    throughput = load_script("throughput")
+    defaults = getattr(load_params().models, model)
+    rechub = getattr(throughput.train_params(model, 1, "rechub").models, model)
+    assert rechub.interaction == "none" != defaults.interaction
+    assert rechub.norm == "batch" != defaults.norm
+    assert f"tower_dims={rechub.tower_dims}" in throughput.MODEL_SETTINGS[model]
+    assert rechub.tower_dims != defaults.tower_dims
+    assert getattr(throughput.train_params(model, 2, "defaults").models, model) == defaults
+    assert throughput.train_params(model, 2, "defaults").train.num_threads == 2
+
+
 def test_metaheac_margins_are_paired_over_whole_campaigns():
     import numpy as np
 
