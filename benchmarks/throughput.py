@@ -245,10 +245,10 @@ def child(command: list[str], threads: int, repeat: int = 1) -> dict:
 
 
 def measure(args: argparse.Namespace) -> list[dict]:
-    if args.shapes != "rechub" and not args.no_rechub:
+    with_rechub = not args.no_rechub and args.shapes == "rechub"
+    if not args.no_rechub and not with_rechub:
         print("--shapes defaults: torch-rechub has no such models, so it is not run", flush=True)
-        args.no_rechub = True
-    rechub_python = None if args.no_rechub else ensure_venv()
+    rechub_python = ensure_venv() if with_rechub else None
     rows = []
     for kind in args.vocabularies:
         csv_dir, data_dir = prepared_data(kind, args.rows)

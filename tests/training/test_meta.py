@@ -257,7 +257,7 @@ def test_checkpoints_past_the_run_s_end_are_not_resumed(lookalike_root, tmp_path
     assert any("after epoch 2, past this run's 1" in w for w in warnings), warnings
     assert same(weights(data_dir), weights(fresh))
     assert same(weights(data_dir, PLAIN_MODEL), weights(fresh, PLAIN_MODEL))
-    # the same shorter run once more reuses both checkpoints, and a longer one extends them
+    # the same shorter run once more reuses both checkpoints
     same_again = pipeline.train("lookalike", "metaheac", data_dir=data_dir, params=small_params(*shorter))
     assert same_again["training"]["meta"]["resumed_from_step"] == steps
     assert same_again["training"]["baseline"]["resumed_from_epoch"] == 1
